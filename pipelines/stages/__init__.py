@@ -1,0 +1,1 @@
+"""Thin entry points called by dvc.yaml: load a params slice, call one library function."""
