@@ -1,0 +1,1 @@
+"""Data sources, prepare, tokenizer, readers and validation for image, speech and text."""

@@ -1,0 +1,1 @@
+"""Source readers: embedded (Debian/PyPI packages) and real benchmarks."""
