@@ -20,6 +20,7 @@ from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin, 
 import yaml
 
 from d2v.data.config import DataConfig
+from d2v.eval.config import EvaluateConfig
 from d2v.errors import ConfigError
 
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class Params:
     seed: int
     model: ModelsConfig
     data: DataConfig
+    evaluate: EvaluateConfig
 
 
 # --------------------------------------------------------------------------------------------------
