@@ -19,6 +19,7 @@ from typing import Any, Literal, Mapping, TypeVar, Union, get_args, get_origin, 
 
 import yaml
 
+from d2v.artifacts.config import ArtifactsConfig
 from d2v.data.config import DataConfig
 from d2v.eval.config import EvaluateConfig
 from d2v.errors import ConfigError
@@ -58,6 +59,7 @@ class Params:
     model: ModelsConfig
     data: DataConfig
     evaluate: EvaluateConfig
+    artifacts: ArtifactsConfig
 
 
 # --------------------------------------------------------------------------------------------------

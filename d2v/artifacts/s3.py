@@ -1,0 +1,177 @@
+"""`s3://bucket/prefix` backend on boto3 (AWS S3, MinIO, moto). The only module that imports boto3.
+
+Reliability: botocore's `standard` retry mode retries each request, and every call is wrapped once
+more in d2v's exponential backoff (`artifacts.retry`) so that an endpoint that goes away for longer
+than botocore's budget, or a multipart transfer that dies half-way, is retried as a whole. Large
+files go up in parts (boto3 TransferConfig); an S3 object becomes visible only when complete.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from boto3.exceptions import RetriesExceededError, S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+
+from d2v.artifacts.backend import BytesCallback, ObjectInfo
+from d2v.artifacts.config import ArtifactsConfig
+from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, RunExistsError
+from d2v.artifacts.retry import call_with_retry
+
+T = TypeVar("T")
+
+_MIB = 1024 * 1024
+_TRANSIENT_CODES = frozenset(
+    {"RequestTimeout", "SlowDown", "InternalError", "ServiceUnavailable", "Throttling",
+     "ThrottlingException", "RequestLimitExceeded", "500", "502", "503", "504"}
+)
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/a/b` -> ("bucket", "a/b"); the prefix may be empty."""
+    if not uri.startswith("s3://"):
+        raise ArtifactError(f"artifacts.uri: {uri!r} is not an s3:// URI")
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise ArtifactError(f"artifacts.uri: {uri!r} names no bucket (expected s3://<bucket>/<prefix>)")
+    return bucket, prefix.strip("/")
+
+
+def make_client(cfg: ArtifactsConfig):  # -> botocore S3 client (untyped)
+    try:
+        session = boto3.session.Session(profile_name=cfg.profile, region_name=cfg.region)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise ArtifactError(f"artifacts.profile: {exc}") from None
+    client_config = botocore.config.Config(
+        retries={"total_max_attempts": max(cfg.retry.sdk_attempts, 1), "mode": "standard"},
+        connect_timeout=cfg.connect_timeout_s,
+        read_timeout=cfg.read_timeout_s,
+        # Custom endpoints (MinIO, moto, IP addresses) rarely resolve bucket sub-domains.
+        s3={"addressing_style": "path"} if cfg.endpoint_url else None,
+    )
+    return session.client("s3", endpoint_url=cfg.endpoint_url, config=client_config)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection trouble, timeouts, throttling and 5xx are worth retrying; the rest is not."""
+    if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
+        return True
+    if isinstance(exc, RetriesExceededError):  # s3transfer gave up on a download's socket errors
+        return True
+    if isinstance(exc, S3UploadFailedError):  # wraps the ClientError of a (multipart) upload
+        return exc.__context__ is not None and is_transient(exc.__context__)
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in _TRANSIENT_CODES or status >= 500
+    return False
+
+
+class S3Backend:
+    def __init__(self, cfg: ArtifactsConfig) -> None:
+        self.cfg = cfg
+        self.uri = cfg.uri.rstrip("/")
+        self.bucket, self.prefix = parse_s3_uri(cfg.uri)
+        self.client = make_client(cfg)
+        self.transfer = TransferConfig(
+            multipart_threshold=cfg.multipart_threshold_mb * _MIB,
+            multipart_chunksize=cfg.multipart_chunk_mb * _MIB,
+            max_concurrency=cfg.max_concurrency,
+        )
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        where = f"{self.uri}: {what}"
+        try:
+            return call_with_retry(fn, what=where, cfg=self.cfg.retry, is_transient=is_transient)
+        except botocore.exceptions.NoCredentialsError:
+            raise ArtifactError(
+                f"{where}: no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE or artifacts.profile)"
+            ) from None
+        except (botocore.exceptions.ClientError, S3UploadFailedError) as exc:
+            raise self._translate(where, exc) from exc
+
+    def _translate(self, where: str, exc: Exception) -> ArtifactError:
+        inner = exc.__context__ if isinstance(exc, S3UploadFailedError) else exc
+        code = ""
+        if isinstance(inner, botocore.exceptions.ClientError):
+            code = str(inner.response.get("Error", {}).get("Code", ""))
+        if code == "NoSuchBucket":
+            return ArtifactError(f"{where}: bucket {self.bucket!r} does not exist "
+                                 "(create it, e.g. `d2v artifacts init`)")
+        if code in _MISSING_CODES:
+            return ArtifactNotFoundError(f"{where}: no such object")
+        if code in ("PreconditionFailed", "412"):
+            return RunExistsError(f"{where}: object already exists")
+        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            return ArtifactError(f"{where}: access denied ({code}); check the AWS credentials")
+        return ArtifactError(f"{where}: {' '.join(str(exc).split())}")
+
+    def put_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None:
+        full = self._key(key)
+        self._call(f"upload {key}", lambda: self.client.upload_file(
+            str(path), self.bucket, full, Config=self.transfer, Callback=callback))
+
+    def get_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None:
+        full = self._key(key)
+        self._call(f"download {key}", lambda: self.client.download_file(
+            self.bucket, full, str(path), Config=self.transfer, Callback=callback))
+
+    def put_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
+        extra = {} if overwrite else {"IfNoneMatch": "*"}  # conditional write: create-if-absent
+        full = self._key(key)
+        self._call(f"put {key}", lambda: self.client.put_object(
+            Bucket=self.bucket, Key=full, Body=data, **extra))
+
+    def get_bytes(self, key: str) -> bytes:
+        full = self._key(key)
+        return self._call(f"get {key}", lambda: self.client.get_object(
+            Bucket=self.bucket, Key=full)["Body"].read())
+
+    def exists(self, key: str) -> bool:
+        try:
+            full = self._key(key)
+            self._call(f"head {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=full))
+        except ArtifactNotFoundError:
+            return False
+        return True
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        strip = len(self._key(""))
+        full = self._key(prefix)
+
+        def list_all() -> list[ObjectInfo]:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full)
+            return [ObjectInfo(obj["Key"][strip:], obj["Size"])
+                    for page in pages for obj in page.get("Contents", [])]
+
+        yield from self._call(f"list {prefix or '/'}", list_all)
+
+
+def ensure_bucket(cfg: ArtifactsConfig) -> bool:
+    """Create the bucket of `cfg.uri` if it does not exist; True if it was created."""
+    backend = S3Backend(cfg)
+    client = backend.client
+    try:
+        backend._call("head bucket", lambda: client.head_bucket(Bucket=backend.bucket))
+        return False
+    except ArtifactNotFoundError:
+        pass
+    region = client.meta.region_name
+    extra = {} if region in (None, "us-east-1") else {
+        "CreateBucketConfiguration": {"LocationConstraint": region}}
+    backend._call("create bucket", lambda: client.create_bucket(Bucket=backend.bucket, **extra))
+    return True
+
+
+__all__ = ["S3Backend", "ensure_bucket", "is_transient", "make_client", "parse_s3_uri"]
