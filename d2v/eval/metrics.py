@@ -27,12 +27,17 @@ GLUE_TASK_KINDS: dict[str, GlueKind] = {
     "qqp": "f1_accuracy",
     "stsb": "correlation",
     "mnli": "accuracy",
-    "mnli_mm": "accuracy",
+    "mnlimm": "accuracy",
     "qnli": "accuracy",
     "rte": "accuracy",
     "wnli": "accuracy",
 }
-NOT_AVERAGED = frozenset({"mnli_mm"})
+NOT_AVERAGED = frozenset({"mnlimm"})
+
+
+def glue_task_key(task: str) -> str:
+    """Task names as data sources spell them ("SST-2", "sst2", "STS_B") -> one key ("sst2", "stsb")."""
+    return "".join(ch for ch in task.lower() if ch.isalnum())
 
 
 def _as_labels(predictions: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +178,7 @@ def character_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -
 
 def glue_task_kind(task: str, regression: bool = False) -> GlueKind:
     """The scoring rule of a GLUE task; other tasks score accuracy, or correlation when regression."""
-    return GLUE_TASK_KINDS.get(task.lower(), "correlation" if regression else "accuracy")
+    return GLUE_TASK_KINDS.get(glue_task_key(task), "correlation" if regression else "accuracy")
 
 
 def glue_task_metrics(kind: GlueKind, predictions: ArrayLike, labels: ArrayLike) -> dict[str, float]:
@@ -197,7 +202,7 @@ def glue_task_metrics(kind: GlueKind, predictions: ArrayLike, labels: ArrayLike)
 
 def glue_average(task_scores: Mapping[str, float]) -> float:
     """Unweighted mean of the task scores, leaving out MNLI-mismatched as the paper's table does."""
-    scores = [s for task, s in task_scores.items() if task.lower() not in NOT_AVERAGED]
+    scores = [s for task, s in task_scores.items() if glue_task_key(task) not in NOT_AVERAGED]
     if not scores:
         raise D2VError("GLUE average needs at least one task score")
     return float(np.mean(scores))

@@ -69,8 +69,9 @@ def test_glue_scores_and_average() -> None:
     assert stsb["score"] == pytest.approx((stsb["pearson"] + stsb["spearman"]) / 2)
     assert m.glue_task_kind("my_regression", regression=True) == "correlation"
     assert m.glue_task_kind("supersense") == "accuracy"
+    assert m.glue_task_kind("STS-B") == "correlation" and m.glue_task_kind("CoLA") == "mcc"
     # MNLI-mismatched is reported but not averaged, as in the paper's table.
-    assert m.glue_average({"mnli": 0.8, "mnli_mm": 0.0, "sst2": 0.9}) == pytest.approx(0.85)
+    assert m.glue_average({"MNLI": 0.8, "MNLI-mm": 0.0, "SST-2": 0.9}) == pytest.approx(0.85)
 
 
 def test_bad_inputs_raise_clear_errors() -> None:

@@ -1,0 +1,122 @@
+"""What every evaluation procedure shares: named splits, deterministic subsets and loaders, pooling.
+
+A procedure receives `splits`: a mapping of split name -> torch Dataset whose items are dicts (the
+readers in d2v/data produce them), and optionally the readers' `collate` function for variable-length
+items (text, speech). Without one, torch's default collate stacks equal-shaped tensors (images).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+
+from d2v.core.types import Batch, EncoderOutput
+from d2v.errors import D2VError
+
+Collate = Callable[[list[Any]], Batch]
+
+
+@dataclass
+class EvalResult:
+    """One evaluation's outcome: named metrics plus what plots and baselines need."""
+
+    metrics: dict[str, float]
+    n_train: int
+    n_test: int
+    predictions: list[Any] = field(default_factory=list)  # class ids, regression values or strings
+    references: list[Any] = field(default_factory=list)  # the matching gold labels / transcripts
+    train_losses: list[float] = field(default_factory=list)  # one per update, in order
+
+
+def get_split(splits: Mapping[str, Dataset], name: str, where: str = "splits") -> Dataset:
+    """The named split; a clear error naming what exists when it is missing or empty."""
+    if name not in splits:
+        raise D2VError(f"{where}: missing split {name!r} (have: {', '.join(sorted(splits)) or 'none'})")
+    dataset = splits[name]
+    if len(dataset) == 0:  # type: ignore[arg-type]
+        raise D2VError(f"{where}: split {name!r} is empty")
+    return dataset
+
+
+def take_subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
+    """A seeded random subset of n items (all of them when n is None or >= the size)."""
+    size = len(dataset)  # type: ignore[arg-type]
+    if n is None or n >= size:
+        return dataset
+    if n < 1:
+        raise D2VError(f"subset size must be >= 1 or null, got {n}")
+    indices = np.random.default_rng(seed).permutation(size)[:n]
+    return Subset(dataset, sorted(indices.tolist()))
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, collate: Collate | None = None
+) -> DataLoader:
+    """Single-process loader; shuffling draws from its own seeded generator, so runs repeat exactly."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=collate or default_collate,
+        num_workers=0,
+    )
+
+
+def labels_of(batch: Batch, where: str = "batch") -> Tensor:
+    if "label" not in batch:
+        raise D2VError(f"{where}: no 'label' key (have: {', '.join(batch)})")
+    return batch["label"]
+
+
+def collect_labels(dataset: Dataset, where: str) -> Tensor:
+    """All labels of a labelled split, item by item (no collate, so no padding work)."""
+    labels = [torch.as_tensor(dataset[i]["label"]) for i in range(len(dataset))]  # type: ignore[arg-type]
+    if not labels:
+        raise D2VError(f"{where}: empty label set")
+    return torch.stack(labels)
+
+
+def num_classes_of(labels: Tensor, where: str) -> int:
+    """Class count from integer labels 0..C-1; at least two distinct classes are needed to learn."""
+    if labels.numel() == 0:
+        raise D2VError(f"{where}: empty label set")
+    if labels.is_floating_point():
+        raise D2VError(f"{where}: float labels given to a classifier (regression tasks take float labels)")
+    if int(labels.min()) < 0:
+        raise D2VError(f"{where}: negative label {int(labels.min())}; labels must be 0..C-1")
+    if labels.unique().numel() < 2:
+        raise D2VError(f"{where}: only one distinct label ({int(labels[0])}); need at least two classes")
+    return int(labels.max()) + 1
+
+
+def pool(output: EncoderOutput, pooling: str) -> Tensor:
+    """(B, T, D) features -> (B, D): the CLS output, or the mean over non-padding positions."""
+    if pooling == "cls":
+        if output.cls is None:
+            raise D2VError("pooling 'cls': this encoder has no CLS output; use pooling: mean")
+        return output.cls
+    if pooling != "mean":
+        raise D2VError(f"unknown pooling {pooling!r} (expected mean or cls)")
+    if output.padding_mask is None:
+        return output.x.mean(dim=1)
+    keep = (~output.padding_mask).unsqueeze(-1).to(output.x.dtype)  # (B, T, 1)
+    return (output.x * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)
+
+
+def to_device(batch: Batch, device: torch.device) -> dict[str, Any]:
+    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+
+
+def first_batch(loader: DataLoader) -> Batch:
+    return next(iter(loader))
+
+
+def as_list(values: Tensor | Sequence[Any]) -> list[Any]:
+    return values.tolist() if isinstance(values, Tensor) else list(values)

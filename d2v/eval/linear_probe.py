@@ -1,0 +1,109 @@
+"""Linear probe: a linear classifier on frozen, pooled encoder features; top-1 and top-5 accuracy.
+
+Features are extracted once (encoder in eval mode, no gradients) and standardised with the train
+split's statistics (MAE's parameter-free BatchNorm before the head does the same job), so one
+learning rate suits encoders whose feature scales differ, such as pretrained and random-init ones.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from d2v.core.types import FeatureEncoder
+from d2v.errors import D2VError
+from d2v.eval.config import LinearProbeConfig
+from d2v.eval.data import Collate, EvalResult, get_split, labels_of, make_loader, num_classes_of, pool, take_subset
+from d2v.eval.metrics import accuracy, top_k_accuracy
+from d2v.eval.schedules import warmup_cosine
+
+EXTRACT_BATCH_SIZE = 256
+
+
+@torch.no_grad()
+def extract_features(encoder: FeatureEncoder, loader: DataLoader, pooling: str) -> tuple[Tensor, Tensor]:
+    """Pooled features (N, D) and labels (N,) of every batch, encoder frozen in eval mode."""
+    was_training = encoder.training  # type: ignore[attr-defined]
+    encoder.eval()  # type: ignore[attr-defined]
+    features, labels = [], []
+    try:
+        for batch in loader:
+            features.append(pool(encoder(batch), pooling).float())  # (B, D)
+            labels.append(labels_of(batch))
+    finally:
+        encoder.train(was_training)  # type: ignore[attr-defined]
+    if not features:
+        raise D2VError("linear probe: no batches to extract features from (empty split?)")
+    return torch.cat(features), torch.cat(labels)
+
+
+def train_linear_classifier(
+    features: Tensor, labels: Tensor, num_classes: int, cfg: LinearProbeConfig, seed: int
+) -> tuple[nn.Linear, list[float]]:
+    """AdamW + cosine on (N, D) standardised features; full batch when cfg.batch_size is 0."""
+    torch.manual_seed(seed)
+    head = nn.Linear(features.shape[1], num_classes)
+    n = features.shape[0]
+    batch_size = n if cfg.batch_size == 0 else min(cfg.batch_size, n)
+    steps_per_epoch = -(-n // batch_size)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, 0.0))
+    generator = torch.Generator().manual_seed(seed)
+    losses: list[float] = []
+    for _ in range(cfg.epochs):
+        order = torch.randperm(n, generator=generator) if batch_size < n else torch.arange(n)
+        for start in range(0, n, batch_size):
+            index = order[start : start + batch_size]
+            loss = F.cross_entropy(head(features[index]), labels[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+    return head, losses
+
+
+def standardise(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
+    mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-6)
+    return (train - mean) / std, (test - mean) / std
+
+
+def linear_probe(
+    encoder: FeatureEncoder,
+    splits: Mapping[str, Dataset],
+    cfg: LinearProbeConfig,
+    *,
+    pooling: str,
+    n_test: int | None,
+    seed: int,
+    collate: Collate | None = None,
+) -> EvalResult:
+    """Train on splits["train"], score splits["test"]: metrics top1, top5 (fractions in [0, 1])."""
+    train_set = take_subset(get_split(splits, "train", "linear probe"), cfg.n_train, seed)
+    test_set = take_subset(get_split(splits, "test", "linear probe"), n_test, seed + 1)
+    train_x, train_y = extract_features(encoder, make_loader(train_set, EXTRACT_BATCH_SIZE, shuffle=False, seed=seed, collate=collate), pooling)
+    test_x, test_y = extract_features(encoder, make_loader(test_set, EXTRACT_BATCH_SIZE, shuffle=False, seed=seed, collate=collate), pooling)
+    num_classes = num_classes_of(train_y, "linear probe: train split")
+    if int(test_y.max()) >= num_classes:
+        raise D2VError(f"linear probe: test label {int(test_y.max())} never occurs in train (classes 0..{num_classes - 1})")
+    train_x, test_x = standardise(train_x, test_x)
+    head, losses = train_linear_classifier(train_x, train_y, num_classes, cfg, seed)
+    with torch.no_grad():
+        scores = head(test_x)  # (N, C)
+    predictions = scores.argmax(dim=1)
+    gold = test_y.numpy()
+    return EvalResult(
+        metrics={
+            "top1": accuracy(predictions.numpy(), gold),
+            "top5": top_k_accuracy(scores.numpy(), gold, 5),
+        },
+        n_train=len(train_y),
+        n_test=len(test_y),
+        predictions=predictions.tolist(),
+        references=test_y.tolist(),
+        train_losses=losses,
+    )
