@@ -1,0 +1,129 @@
+"""Fixtures shared by the whole suite.
+
+S3 in tests is moto in server mode: a real HTTP endpoint on 127.0.0.1 that boto3, DVC remotes and
+Prefect result storage talk to exactly as they would to AWS. Each test gets its own server on a free
+port, dummy AWS credentials in the environment, and a clean moto state (moto keeps buckets in
+process memory, so state would otherwise leak from one test into the next).
+
+    def test_x(moto_server: str, s3_bucket: str): ...   # endpoint URL, bucket name
+    def test_y(moto_server_control: MotoServerControl): ...  # .stop() / .start() mid-test
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from d2v.artifacts.config import ArtifactsConfig
+
+TEST_BUCKET = "d2v-test"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class MotoServerControl:
+    """A ThreadedMotoServer that can be stopped (connections refused) and started again."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = None
+
+    def start(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.stop()
+        # stop() only leaves serve_forever: the listening socket stays open and new connections
+        # would hang in its backlog. Closing it makes the endpoint refuse them, as a dead S3 does.
+        self._server._server.server_close()  # noqa: SLF001 - no public API for this
+        self._server = None
+
+    def reset(self) -> None:
+        """Forget every bucket and object (moto's state is per process, shared by all servers)."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Dummy credentials; no user AWS config, profile or endpoint can leak into a test."""
+    empty = tmp_path_factory.mktemp("aws")
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL",
+                 "AWS_ENDPOINT_URL_S3", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty / "config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def moto_server_control(aws_env: None) -> Iterator[MotoServerControl]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request otherwise
+    control = MotoServerControl(free_port())
+    control.start()
+    control.reset()
+    try:
+        yield control
+    finally:
+        if control._server is None:  # noqa: SLF001 - a test left it stopped
+            control.start()
+        control.reset()
+        control.stop()
+
+
+@pytest.fixture
+def moto_server(moto_server_control: MotoServerControl) -> str:
+    """Endpoint URL of a moto S3 server on 127.0.0.1 (AWS_* dummy credentials are set)."""
+    return moto_server_control.url
+
+
+@pytest.fixture
+def s3_bucket(moto_server: str) -> str:
+    """An empty bucket on the moto server; its name."""
+    from d2v.artifacts.s3 import ensure_bucket
+
+    ensure_bucket(ArtifactsConfig(uri=f"s3://{TEST_BUCKET}", endpoint_url=moto_server))
+    return TEST_BUCKET
+
+
+@pytest.fixture
+def fast_retry_artifacts_config(moto_server: str, s3_bucket: str) -> ArtifactsConfig:
+    """An s3:// artifacts config on the moto server with millisecond retry delays."""
+    from d2v.artifacts.config import RetryConfig
+
+    return ArtifactsConfig(
+        uri=f"s3://{s3_bucket}/d2v",
+        endpoint_url=moto_server,
+        connect_timeout_s=2.0,
+        read_timeout_s=10.0,
+        retry=RetryConfig(attempts=3, base_delay_s=0.01, max_delay_s=0.05, sdk_attempts=1),
+    )
+
+
+def write_files(root: Path, files: dict[str, bytes]) -> dict[str, Path]:
+    """Create `files` (relative path -> content) under `root`; relative path -> local path."""
+    out = {}
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        out[rel] = path
+    return out
