@@ -1,0 +1,1 @@
+"""Pretraining engine: config, AdamW + schedules, checkpoints, the loop, DDP helpers."""

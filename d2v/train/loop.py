@@ -1,0 +1,386 @@
+"""The pretraining loop: model-agnostic, exact on resume, the same code for 1 process or torchrun.
+
+Model contract (d2v.core): `model(batch, generator=g) -> Data2VecOutput` and `model.ema_step()`
+after every optimizer update; the EMA teacher lives inside the model with requires_grad=False and
+its state_dict holds student + teacher. An update is: `grad_accum` micro-batches (forward,
+backward), a global finiteness check, clipping, AdamW step, EMA step. A non-finite update is
+skipped (counted; too many in a row stops training). D2VErrors from the model (collapse guard)
+propagate untouched.
+
+Exact resume: the data order is a function of (seed, epoch) and the number of batches consumed;
+RNG states (python, numpy, torch, CUDA, the masking generator; per rank) are checkpointed. With
+num_workers > 0, augmentation randomness inside workers is only reproducible if the dataset derives
+it from (epoch, index) — datasets may expose `set_epoch(epoch)`, which the loop calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sized
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from d2v.errors import D2VError
+from d2v.train import checkpoint as ckpt
+from d2v.train.config import TrainConfig, validate_train_config
+from d2v.train.distributed import DistEnv, ResumableSampler, all_reduce_sum, barrier, broadcast_flag, gather_objects
+from d2v.train.metrics import StepMetricsFile, write_summary
+from d2v.train.optim import build_optimizer
+from d2v.train.progress import Progress
+from d2v.train.schedules import StepScheduler
+
+LOG_KEYS = ("target_var", "pred_var", "tau", "masked_fraction")
+RECENT_LOSSES = 10  # the summary's final_loss_avg averages this many last finite losses
+
+
+class NonFiniteLossError(D2VError):
+    """Too many consecutive updates had a NaN/inf loss or gradient."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    checkpoint: Path  # e.g. models/pretrain/image.pt; overwritten atomically
+    metrics_dir: Path  # e.g. metrics/pretrain; gets <modality>.tsv and <modality>.json
+
+
+@dataclass
+class _State:
+    """What moves during training; all of it goes into the checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_consumed: int = 0
+    first_loss: float = math.nan
+    recent_losses: list[float] = field(default_factory=list)
+    nonfinite_total: int = 0
+    nonfinite_in_a_row: int = 0
+    train_time_s: float = 0.0
+    samples_seen: int = 0
+
+    def progress_dict(self) -> dict[str, Any]:
+        return {
+            "first_loss": self.first_loss,
+            "recent_losses": list(self.recent_losses),
+            "nonfinite_total": self.nonfinite_total,
+            "nonfinite_in_a_row": self.nonfinite_in_a_row,
+            "train_time_s": self.train_time_s,
+            "samples_seen": self.samples_seen,
+        }
+
+
+@dataclass
+class _Trainer:
+    """The live objects of one run, built once by `pretrain`."""
+
+    model: nn.Module  # unwrapped: state_dict, ema_step
+    forward: Callable[..., Any]  # what is called: maybe DDP- and compile-wrapped
+    optimizer: torch.optim.Optimizer
+    scheduler: StepScheduler
+    generator: torch.Generator
+    env: DistEnv
+    cfg: TrainConfig
+
+
+def pretrain(
+    model: nn.Module,
+    dataset: Dataset,
+    cfg: TrainConfig,
+    *,
+    modality: str,
+    fingerprint: ckpt.ModelFingerprint,
+    seed: int,
+    paths: RunPaths,
+    env: DistEnv,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train `model` for `cfg.max_steps` updates; return the summary (also written by rank 0)."""
+    validate_train_config(cfg, f"pretrain.{modality}")
+    trainer, state = _setup(model, cfg, fingerprint, seed, paths, env, resume)
+    sampler = ResumableSampler(_sized(dataset), env, seed, cfg.batch_size)
+    if sampler.batches_per_epoch() < 1:
+        raise D2VError(
+            f"pretrain.{modality}: {len(_sized(dataset))} examples cannot fill one batch of "
+            f"{cfg.batch_size} per process on {env.world_size} process(es)"
+        )
+    stream = _micro_batches(dataset, sampler, cfg, collate_fn, seed, state, env)
+    metrics = StepMetricsFile(paths.metrics_dir / f"{modality}.tsv")
+    if env.is_main:
+        metrics.start(state.step)
+    progress = Progress(f"pretrain {modality}", cfg.max_steps, state.step, cfg.log_every, env.is_main)
+    progress.message(
+        f"device={env.device} world={env.world_size} effective_batch="
+        f"{cfg.batch_size * cfg.grad_accum * env.world_size} start_step={state.step}"
+    )
+    try:
+        while state.step < cfg.max_steps:
+            row = _train_step(trainer, stream, state)
+            if env.is_main:
+                metrics.append(row)
+            progress.update(state.step, {k: row[k] for k in ("loss", "lr", "samples_per_s")})
+            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+                _save(trainer, state, fingerprint, paths.checkpoint)
+    finally:
+        progress.close()
+    summary = _summary(state, cfg, env, modality)
+    if env.is_main:
+        write_summary(paths.metrics_dir / f"{modality}.json", summary)
+    return summary
+
+
+def _sized(dataset: Dataset) -> Sized:
+    if not hasattr(dataset, "__len__"):
+        raise D2VError(f"pretrain: the dataset {type(dataset).__name__} has no length (a map-style dataset is needed)")
+    return dataset  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------------
+# Setup and resume
+# --------------------------------------------------------------------------------------------------
+
+
+def _seed_all(seed: int, rank: int, generator: torch.Generator) -> None:
+    """Ranks differ (dropout, masks) by design; the data order is shared via the sampler's seed."""
+    rank_seed = seed + 1_000_003 * rank
+    random.seed(rank_seed)
+    np.random.seed(rank_seed % 2**32)
+    torch.manual_seed(rank_seed)
+    generator.manual_seed(rank_seed + 1)
+
+
+def _setup(
+    model: nn.Module,
+    cfg: TrainConfig,
+    fingerprint: ckpt.ModelFingerprint,
+    seed: int,
+    paths: RunPaths,
+    env: DistEnv,
+    resume: bool,
+) -> tuple[_Trainer, _State]:
+    model.to(env.device)
+    optimizer = build_optimizer(model, cfg)
+    scheduler = StepScheduler(optimizer, cfg)
+    generator = torch.Generator()  # CPU: masks are drawn on CPU and moved by the model
+    state = _State()
+    _seed_all(seed, env.rank, generator)
+    if broadcast_flag(resume and paths.checkpoint.is_file(), env):
+        payload = ckpt.load_checkpoint(paths.checkpoint, expected=fingerprint)
+        # Load before DDP wraps the model: DDP broadcasts rank 0's weights when constructed.
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        scheduler.load_state_dict(payload["scheduler"])
+        state = _state_from(payload)
+        _restore_rank_rng(payload["rng"], env, generator, seed, state.step)
+    forward: Callable[..., Any] = model
+    if env.distributed:
+        device_ids = [env.device.index] if env.device.type == "cuda" else None
+        forward = DistributedDataParallel(model, device_ids=device_ids)
+    if cfg.compile:
+        forward = torch.compile(forward)
+    model.train()
+    return _Trainer(model, forward, optimizer, scheduler, generator, env, cfg), state
+
+
+def _state_from(payload: dict[str, Any]) -> _State:
+    position = ckpt.data_position_of(payload)
+    progress = payload["progress"]
+    return _State(
+        step=int(payload["step"]),
+        epoch=position.epoch,
+        batches_consumed=position.batches_consumed,
+        first_loss=float(progress["first_loss"]),
+        recent_losses=[float(v) for v in progress["recent_losses"]],
+        nonfinite_total=int(progress["nonfinite_total"]),
+        nonfinite_in_a_row=int(progress["nonfinite_in_a_row"]),
+        train_time_s=float(progress["train_time_s"]),
+        samples_seen=int(progress["samples_seen"]),
+    )
+
+
+def _restore_rank_rng(
+    rng_per_rank: list[dict[str, Any]], env: DistEnv, generator: torch.Generator, seed: int, step: int
+) -> None:
+    if len(rng_per_rank) == env.world_size:
+        ckpt.restore_rng(rng_per_rank[env.rank], generator)
+    else:  # another world size: weights and data position still resume, randomness cannot match
+        _seed_all(seed + step, env.rank, generator)
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------------
+
+
+def _micro_batches(
+    dataset: Dataset,
+    sampler: ResumableSampler,
+    cfg: TrainConfig,
+    collate_fn: Callable[[list[Any]], Any] | None,
+    seed: int,
+    state: _State,
+    env: DistEnv,
+) -> Iterator[Any]:
+    """Endless batches; `state.epoch` / `state.batches_consumed` always name the next one."""
+    while True:
+        sampler.set_position(state.epoch, state.batches_consumed)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(state.epoch)
+        # A dedicated generator: creating a loader iterator must not draw from the global torch RNG
+        # (that draw would differ between a run and its resumption); it also seeds the workers.
+        loader_rng = torch.Generator().manual_seed(seed * 100_003 + state.epoch * 101 + env.rank)
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            sampler=sampler,
+            drop_last=True,
+            num_workers=cfg.num_workers,
+            collate_fn=collate_fn,
+            generator=loader_rng,
+            pin_memory=env.device.type == "cuda",
+        )
+        for batch in loader:
+            state.batches_consumed += 1
+            yield batch
+        state.epoch += 1
+        state.batches_consumed = 0
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+# --------------------------------------------------------------------------------------------------
+# One optimizer update
+# --------------------------------------------------------------------------------------------------
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA; plain fp32 on CPU (bf16 matmul is ~50x slower on these CPUs)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _accumulate(trainer: _Trainer, stream: Iterator[Any]) -> tuple[float, dict[str, float]]:
+    """Forward + backward over `grad_accum` micro-batches; return the summed loss and mean logs."""
+    cfg, env = trainer.cfg, trainer.env
+    loss_sum = 0.0
+    logs: dict[str, float] = {}
+    for micro in range(cfg.grad_accum):
+        batch = _to_device(next(stream), env.device)
+        last = micro == cfg.grad_accum - 1
+        # Gradients are all-reduced once per update, on the last micro-batch.
+        no_sync = getattr(trainer.forward, "no_sync", None)
+        sync_ctx = no_sync() if (env.distributed and not last and no_sync) else contextlib.nullcontext()
+        with sync_ctx:
+            with _autocast(env.device):
+                out = trainer.forward(batch, generator=trainer.generator)
+            (out.loss.float() / cfg.grad_accum).backward()
+        loss_sum += float(out.loss.detach()) / cfg.grad_accum
+        for key, value in out.logs.items():
+            logs[key] = logs.get(key, 0.0) + float(value) / cfg.grad_accum
+    return loss_sum, logs
+
+
+def _train_step(trainer: _Trainer, stream: Iterator[Any], state: _State) -> dict[str, Any]:
+    cfg, env = trainer.cfg, trainer.env
+    started = time.perf_counter()
+    lr = trainer.scheduler.apply()
+    local_loss, logs = _accumulate(trainer, stream)
+    # One collective per update: the mean loss over ranks and whether any rank saw NaN/inf.
+    reduced = all_reduce_sum(
+        torch.tensor([local_loss, 0.0 if math.isfinite(local_loss) else 1.0], dtype=torch.float64, device=env.device),
+        env,
+    ).tolist()
+    loss, any_nonfinite = reduced[0] / env.world_size, reduced[1] > 0
+    params = [p for p in trainer.model.parameters() if p.requires_grad]
+    max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    if any_nonfinite or not math.isfinite(grad_norm):
+        _skip_update(trainer, state, loss)
+    else:
+        trainer.optimizer.step()
+        trainer.model.ema_step()  # type: ignore[operator]
+        state.nonfinite_in_a_row = 0
+        _record_loss(state, loss)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    trainer.scheduler.advance()
+    state.step += 1
+    samples = cfg.batch_size * cfg.grad_accum * env.world_size
+    elapsed = time.perf_counter() - started
+    state.train_time_s += elapsed
+    state.samples_seen += samples
+    row = {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "samples_per_s": samples / elapsed}
+    row.update({k: logs[k] for k in LOG_KEYS if k in logs})
+    return row
+
+
+def _skip_update(trainer: _Trainer, state: _State, loss: float) -> None:
+    state.nonfinite_total += 1
+    state.nonfinite_in_a_row += 1
+    if state.nonfinite_in_a_row > trainer.cfg.max_consecutive_nonfinite:
+        raise NonFiniteLossError(
+            f"pretrain: {state.nonfinite_in_a_row} consecutive updates had a non-finite loss or gradient "
+            f"(last loss {loss}) at step {state.step + 1}; lower pretrain.*.lr, raise warmup, or check the data"
+        )
+
+
+def _record_loss(state: _State, loss: float) -> None:
+    if math.isnan(state.first_loss):
+        state.first_loss = loss
+    state.recent_losses = (state.recent_losses + [loss])[-RECENT_LOSSES:]
+
+
+# --------------------------------------------------------------------------------------------------
+# Checkpoint and summary
+# --------------------------------------------------------------------------------------------------
+
+
+def _save(trainer: _Trainer, state: _State, fingerprint: ckpt.ModelFingerprint, path: Path) -> None:
+    """Collective: every rank contributes its RNG state; rank 0 writes; all wait for the file."""
+    rng_per_rank = gather_objects(ckpt.capture_rng(trainer.generator), trainer.env)
+    if trainer.env.is_main:
+        payload = ckpt.build_payload(
+            fingerprint=fingerprint,
+            model_state=trainer.model.state_dict(),
+            optimizer_state=trainer.optimizer.state_dict(),
+            scheduler_state=trainer.scheduler.state_dict(),
+            rng_per_rank=rng_per_rank,
+            step=state.step,
+            position=ckpt.DataPosition(state.epoch, state.batches_consumed),
+            progress=state.progress_dict(),
+        )
+        ckpt.save_checkpoint(path, payload)
+    barrier(trainer.env)
+
+
+def _summary(state: _State, cfg: TrainConfig, env: DistEnv, modality: str) -> dict[str, Any]:
+    recent = state.recent_losses
+    return {
+        "modality": modality,
+        "steps": state.step,
+        "first_loss": state.first_loss,
+        "final_loss": recent[-1] if recent else math.nan,
+        "final_loss_avg": sum(recent) / len(recent) if recent else math.nan,
+        "nonfinite_skipped": state.nonfinite_total,
+        "train_time_s": round(state.train_time_s, 3),
+        "samples_per_s": round(state.samples_seen / state.train_time_s, 2) if state.train_time_s > 0 else 0.0,
+        "effective_batch_size": cfg.batch_size * cfg.grad_accum * env.world_size,
+        "world_size": env.world_size,
+        "device": env.device.type,
+    }
