@@ -1,0 +1,116 @@
+"""Text prepare: sources -> data/interim/text (pretraining corpus + downstream task manifests).
+
+Layout:
+  corpus-train.txt, corpus-valid.txt   one document per line, UTF-8 (tokenizer + pretraining input)
+  tasks/<task>.csv                     id, split, text_a, text_b ('' for single sentences), label
+  meta.json                            tasks {name: {num_classes, pair, label_names}}, held_out count
+
+Leakage guard: every text used by a valid or test example of a downstream task (a WordNet gloss, a
+KJV verse on either side of a pair) is removed from the pretraining corpus and tokenizer input.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+
+from d2v.data.config import TextConfig
+from d2v.data.io import assign_split, atomic_dir, write_csv, write_json
+from d2v.data.sources import text as src
+from d2v.data.sources.glue import read_glue_tasks
+from d2v.errors import D2VError
+
+TASK_COLUMNS = ("id", "split", "text_a", "text_b", "label")
+Example = tuple[str, str, str, str, float | int]  # id, split, text_a, text_b, label
+
+
+def vader_sdist_path(cfg: TextConfig, raw_dir: str | Path) -> Path:
+    return Path(raw_dir) / "text" / f"vaderSentiment-{cfg.vader_version}.tar.gz"
+
+
+def prepare_text(cfg: TextConfig, seed: int, raw_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
+    glosses = src.read_wordnet_glosses(cfg.wordnet_dir)
+    kjv = src.read_kjv()
+    if cfg.source == "embedded":
+        tasks, meta = _embedded_tasks(cfg, seed, raw_dir, glosses, kjv)
+    else:
+        tasks, meta = read_glue_tasks(cfg.glue, seed, Path(raw_dir) / "text" / "glue")
+    held_out = {ex[2] for rows in tasks.values() for ex in rows if ex[1] != "train"}
+    held_out |= {ex[3] for rows in tasks.values() for ex in rows if ex[1] != "train" and ex[3]}
+    corpus = [g.text for g in glosses] + src.read_fortunes(cfg.fortunes_dir) + list(kjv.values())
+    corpus = sorted({line for line in corpus if line and line not in held_out})
+    random.Random(seed).shuffle(corpus)
+    corpus = corpus[: cfg.corpus_max_lines or len(corpus)]
+    with atomic_dir(out_dir) as staging:
+        counts = {}
+        for split in ("train", "valid"):
+            lines = [t for t in corpus if _corpus_split(t, seed, cfg) == split]
+            (staging / f"corpus-{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            counts[f"corpus_{split}"] = len(lines)
+        (staging / "tasks").mkdir()
+        for name, rows in tasks.items():
+            write_csv(staging / "tasks" / f"{name}.csv", TASK_COLUMNS, rows)
+            counts[name] = len(rows)
+        write_json(staging / "meta.json", {"source": cfg.source, "tasks": meta,
+                                           "held_out_texts": len(held_out), "counts": counts})  # fmt: skip
+    return counts
+
+
+def _corpus_split(text: str, seed: int, cfg: TextConfig) -> str:
+    return "valid" if assign_split(text, seed, cfg.corpus_valid_fraction) == "valid" else "train"
+
+
+def _embedded_tasks(cfg: TextConfig, seed: int, raw_dir, glosses, kjv) -> tuple[dict, dict]:
+    sdist = vader_sdist_path(cfg, raw_dir)
+    if not sdist.is_file():
+        raise D2VError(f"{sdist}: missing; run the download stage (dvc repro download@text)")
+    tasks = {
+        "sentiment": _sentiment(src.read_vader_movie_snippets(sdist), cfg, seed),
+        "paraphrase": _paraphrase(kjv, src.read_web(), cfg, seed),
+        "supersense": _supersense(glosses, cfg, seed),
+    }
+    meta = {
+        "sentiment": {"num_classes": 2, "pair": False, "label_names": ["negative", "positive"]},
+        "paraphrase": {"num_classes": 2, "pair": True, "label_names": ["different", "paraphrase"]},
+        "supersense": {"num_classes": len(src.WORDNET_LEXNAMES), "pair": False,
+                       "label_names": list(src.WORDNET_LEXNAMES)},
+    }  # fmt: skip
+    return tasks, meta
+
+
+def _subsample(items: list, size: int, seed: int) -> list:
+    order = np.random.default_rng(seed).permutation(len(items))[: size or len(items)]
+    return [items[i] for i in sorted(order)]
+
+
+def _split(key: str, cfg: TextConfig, seed: int) -> str:
+    return assign_split(key, seed, cfg.valid_fraction, cfg.test_fraction)
+
+
+def _sentiment(snippets: list[tuple[str, str, float]], cfg: TextConfig, seed: int) -> list[Example]:
+    usable = [(i, t, s) for i, t, s in snippets if s != 0 and t]  # neutral snippets have no label
+    return [(i, _split(i, cfg, seed), t, "", int(s > 0)) for i, t, s in _subsample(usable, cfg.task_size, seed)]
+
+
+def _paraphrase(kjv: dict, web: dict, cfg: TextConfig, seed: int) -> list[Example]:
+    """Positives: the same verse in KJV and WEB. Negatives: the KJV verse with a nearby WEB verse."""
+    keys = sorted(set(kjv) & set(web))
+    anchors = _subsample(keys, (cfg.task_size + 1) // 2, seed)
+    rng = random.Random(seed)
+    rows: list[Example] = []
+    for book, chapter, verse in anchors:
+        anchor_id = f"{book.replace(' ', '')}.{chapter}.{verse}"
+        split = _split(anchor_id, cfg, seed)
+        rows.append((f"{anchor_id}+", split, kjv[(book, chapter, verse)], web[(book, chapter, verse)], 1))
+        offsets = [d for d in range(-cfg.paraphrase_negative_window, cfg.paraphrase_negative_window + 1)
+                   if d and (book, chapter, verse + d) in web]  # fmt: skip
+        if offsets:
+            other = (book, chapter, verse + rng.choice(offsets))
+            rows.append((f"{anchor_id}-", split, kjv[(book, chapter, verse)], web[other], 0))
+    return rows
+
+
+def _supersense(glosses: list, cfg: TextConfig, seed: int) -> list[Example]:
+    return [(g.key, _split(g.key, cfg, seed), g.text, "", g.lexfile) for g in _subsample(glosses, cfg.task_size, seed)]
