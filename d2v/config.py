@@ -23,6 +23,7 @@ from d2v.artifacts.config import ArtifactsConfig
 from d2v.data.config import DataConfig
 from d2v.eval.config import EvaluateConfig
 from d2v.errors import ConfigError
+from d2v.train.config import PretrainConfig
 
 T = TypeVar("T")
 
@@ -58,6 +59,7 @@ class Params:
     seed: int
     model: ModelsConfig
     data: DataConfig
+    pretrain: PretrainConfig
     evaluate: EvaluateConfig
     artifacts: ArtifactsConfig
 
