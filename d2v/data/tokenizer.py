@@ -1,0 +1,99 @@
+"""Tokenize stage: sentencepiece on the train corpus, then token streams for pretraining.
+
+data/prepared/text layout:
+  spm.model, spm.vocab           unigram, byte fallback, FIXED ids pad=0 unk=1 bos=2 eos=3 <mask>=4
+  tokens-<split>.bin             raw little-endian ids (uint16 when vocab <= 65536, else int32):
+                                 every corpus line encoded and followed by EOS, concatenated
+  offsets-<split>.npy            int64 (n_lines + 1,): line k is tokens[offsets[k]:offsets[k+1]]
+  tasks/<task>.csv               copied from the interim directory (raw text; readers encode)
+  meta.json                      vocab_size, dtype, special ids, n_tokens per split, tasks
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from d2v.core.types import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
+from d2v.data.io import atomic_dir, write_json, write_npy
+from d2v.errors import D2VError
+
+MASK_PIECE = "<mask>"
+_ENCODE_BATCH = 4096
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<i4")
+
+
+def train_tokenizer(corpus: Path, model_prefix: Path, vocab_size: int, sentences: int, seed: int) -> None:
+    """Train on a seeded sample of corpus lines (we sample, not sentencepiece, to stay deterministic)."""
+    import sentencepiece as spm
+
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    if sentences and sentences < len(lines):
+        keep = np.sort(np.random.default_rng(seed).choice(len(lines), sentences, replace=False))
+        lines = [lines[i] for i in keep]
+    sample = model_prefix.with_name("tokenizer-input.txt")
+    sample.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    try:
+        spm.SentencePieceTrainer.train(
+            input=str(sample), model_prefix=str(model_prefix), vocab_size=vocab_size,
+            model_type="unigram", byte_fallback=True, character_coverage=0.9995,
+            pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
+            user_defined_symbols=[MASK_PIECE], shuffle_input_sentence=False,
+            input_sentence_size=0, num_threads=2, minloglevel=2, hard_vocab_limit=False,
+        )  # fmt: skip
+    except RuntimeError as exc:
+        raise D2VError(f"{corpus}: sentencepiece training failed: {exc}") from exc
+    finally:
+        sample.unlink()
+
+
+def load_tokenizer(root: str | Path):
+    """The sentencepiece processor of a prepared text directory, with its fixed ids checked."""
+    import sentencepiece as spm
+
+    path = Path(root) / "spm.model"
+    if not path.is_file():
+        raise D2VError(f"{path}: tokenizer model not found (run the tokenize stage)")
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    ids = (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.piece_to_id(MASK_PIECE))
+    if ids != (PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID):
+        raise D2VError(f"{path}: special ids {ids} differ from pad/unk/bos/eos/<mask> = 0/1/2/3/4")
+    return sp
+
+
+def encode_corpus(sp, corpus: Path, out_dir: Path, split: str, dtype: np.dtype) -> int:
+    lines = corpus.read_text(encoding="utf-8").splitlines()
+    lengths = np.zeros(len(lines) + 1, np.int64)  # (n_lines + 1,)
+    with open(out_dir / f"tokens-{split}.bin", "wb") as f:
+        for start in range(0, len(lines), _ENCODE_BATCH):
+            batch = sp.encode(lines[start : start + _ENCODE_BATCH])
+            flat = np.fromiter((t for ids in batch for t in (*ids, EOS_ID)), dtype=dtype)
+            f.write(flat.tobytes())
+            lengths[start + 1 : start + 1 + len(batch)] = [len(ids) + 1 for ids in batch]
+    offsets = np.cumsum(lengths)
+    write_npy(out_dir / f"offsets-{split}.npy", offsets)
+    return int(offsets[-1])
+
+
+def tokenize(interim_dir: str | Path, out_dir: str | Path, vocab_size: int, sentences: int, seed: int) -> dict:
+    interim_dir = Path(interim_dir)
+    with atomic_dir(out_dir) as staging:
+        train_tokenizer(interim_dir / "corpus-train.txt", staging / "spm", vocab_size, sentences, seed)
+        sp = load_tokenizer(staging)
+        dtype = token_dtype(sp.get_piece_size())
+        n_tokens = {s: encode_corpus(sp, interim_dir / f"corpus-{s}.txt", staging, s, dtype) for s in ("train", "valid")}
+        shutil.copytree(interim_dir / "tasks", staging / "tasks")
+        interim_meta = json.loads((interim_dir / "meta.json").read_text(encoding="utf-8"))
+        meta = {
+            "vocab_size": sp.get_piece_size(), "dtype": dtype.str, "n_tokens": n_tokens,
+            "special_ids": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID, "mask": MASK_ID},
+            "tasks": interim_meta["tasks"], "source": interim_meta["source"],
+        }  # fmt: skip
+        write_json(staging / "meta.json", meta)
+    return meta
