@@ -1,0 +1,199 @@
+"""Full fine-tuning of an encoder with a classification or regression head.
+
+Used by image classification and the GLUE-style text tasks. Float labels mean regression (one
+output, MSE); integer labels mean classification (cross-entropy with label smoothing). The encoder
+passed in is copied first, so a pretrained encoder can be evaluated again afterwards.
+
+Layer-wise lr decay (BEiT / data2vec): the head gets the full lr, block i of L gets
+lr * decay^(L - i), and everything the encoder runs before its first block (feature extractor,
+positional encoding, CLS token) gets lr * decay^(L + 1). Which parameters run before the blocks
+and which after (a final norm) is found by watching one forward pass, so any encoder honouring
+the FeatureEncoder contract works without naming conventions.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from d2v.core.types import Batch, FeatureEncoder
+from d2v.errors import D2VError
+from d2v.eval.config import FinetuneConfig
+from d2v.eval.data import (
+    Collate,
+    EvalResult,
+    collect_labels,
+    get_split,
+    labels_of,
+    make_loader,
+    num_classes_of,
+    pool,
+    take_subset,
+)
+from d2v.eval.metrics import accuracy, pearson, spearman, top_k_accuracy
+from d2v.eval.schedules import warmup_cosine
+
+# A train-time augmentation: (batch, generator) -> batch. Seeded by the caller's generator.
+Augment = Callable[[Batch, torch.Generator], Batch]
+PREDICT_BATCH_SIZE = 256
+
+
+class EncoderWithHead(nn.Module):
+    """encoder -> pooled (B, D) -> linear head (B, outputs)."""
+
+    def __init__(self, encoder: nn.Module, embed_dim: int, outputs: int, pooling: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.head = nn.Linear(embed_dim, outputs)
+        nn.init.trunc_normal_(self.head.weight, std=0.02)  # small head init, as BEiT/MAE fine-tuning
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.head(pool(self.encoder(batch), self.pooling))
+
+
+def encoder_layer_ids(encoder: nn.Module, sample: Batch) -> dict[str, int]:
+    """Parameter name -> depth: 0 before the blocks, i + 1 in block i, L + 1 after the last block."""
+    blocks = list(encoder.blocks)  # type: ignore[attr-defined]
+    depth = len(blocks)
+    in_block = {id(p): i + 1 for i, block in enumerate(blocks) for p in block.parameters()}
+    clock = itertools.count()
+    first_call: dict[nn.Module, int] = {}
+    blocks_done = [float("inf")]
+    owners = [m for m in encoder.modules() if any(True for _ in m.parameters(recurse=False))]
+
+    def record_call(module: nn.Module, _inputs: object) -> None:  # a hook returning a value would replace the input
+        first_call.setdefault(module, next(clock))
+
+    def record_blocks_done(*_: object) -> None:
+        blocks_done[0] = next(clock)
+
+    hooks = [m.register_forward_pre_hook(record_call) for m in owners]
+    if blocks:
+        hooks.append(blocks[-1].register_forward_hook(record_blocks_done))
+    try:
+        with torch.no_grad():
+            encoder(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    ids: dict[str, int] = {}
+    for module_name, module in encoder.named_modules():
+        for name, param in module.named_parameters(prefix=module_name, recurse=False):
+            if id(param) in in_block:
+                ids[name] = in_block[id(param)]
+            else:
+                ids[name] = depth + 1 if first_call.get(module, -1) > blocks_done[0] else 0
+    return ids
+
+
+def parameter_groups(model: EncoderWithHead, cfg: FinetuneConfig, sample: Batch) -> list[dict]:
+    """AdamW groups: lr scaled by layer depth; no weight decay on biases and norm gains (1-D)."""
+    depth = len(model.encoder.blocks)  # type: ignore[arg-type]
+    layer_of = encoder_layer_ids(model.encoder, sample)
+    groups: dict[tuple[int, bool], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        layer = layer_of.get(name.removeprefix("encoder."), depth + 1) if name.startswith("encoder.") else depth + 1
+        decay = param.ndim > 1
+        group = groups.setdefault(
+            (layer, decay),
+            {
+                "params": [],
+                "lr": cfg.lr * cfg.layer_decay ** (depth + 1 - layer),
+                "weight_decay": cfg.weight_decay if decay else 0.0,
+            },
+        )
+        group["params"].append(param)
+    return [groups[key] for key in sorted(groups)]
+
+
+def _loss(outputs: Tensor, labels: Tensor, regression: bool, label_smoothing: float) -> Tensor:
+    if regression:
+        return F.mse_loss(outputs.squeeze(-1), labels.float())
+    return F.cross_entropy(outputs, labels, label_smoothing=label_smoothing)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, collate: Collate | None) -> tuple[Tensor, Tensor]:
+    """Model outputs (N, outputs) and labels (N,) over a split, in eval mode."""
+    model.eval()
+    outputs, labels = [], []
+    for batch in make_loader(dataset, PREDICT_BATCH_SIZE, shuffle=False, seed=0, collate=collate):
+        outputs.append(model(batch).float())
+        labels.append(labels_of(batch))
+    return torch.cat(outputs), torch.cat(labels)
+
+
+def score(outputs: Tensor, labels: Tensor, regression: bool) -> tuple[dict[str, float], list]:
+    """Metrics and predictions: top1/top5 for classification, pearson/spearman for regression."""
+    if regression:
+        values = outputs.squeeze(-1)
+        return {"pearson": pearson(values, labels), "spearman": spearman(values, labels)}, values.tolist()
+    predictions = outputs.argmax(dim=1)
+    gold = labels.numpy()
+    metrics = {"top1": accuracy(predictions.numpy(), gold), "top5": top_k_accuracy(outputs.numpy(), gold, 5)}
+    return metrics, predictions.tolist()
+
+
+def finetune(
+    encoder: FeatureEncoder,
+    splits: Mapping[str, Dataset],
+    cfg: FinetuneConfig,
+    *,
+    pooling: str,
+    n_test: int | None,
+    seed: int,
+    collate: Collate | None = None,
+    augment: Augment | None = None,
+    where: str = "fine-tuning",
+) -> EvalResult:
+    """Fine-tune a copy of `encoder` on splits["train"]; score splits["test"]."""
+    train_set = take_subset(get_split(splits, "train", where), cfg.n_train, seed)
+    test_set = take_subset(get_split(splits, "test", where), n_test, seed + 1)
+    train_labels = collect_labels(train_set, f"{where}: train split")
+    regression = train_labels.is_floating_point()
+    outputs = 1 if regression else num_classes_of(train_labels, f"{where}: train split")
+
+    torch.manual_seed(seed)
+    model = EncoderWithHead(copy.deepcopy(encoder), encoder.embed_dim, outputs, pooling)  # type: ignore[arg-type]
+    loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=seed, collate=collate)
+    optimizer = torch.optim.AdamW(parameter_groups(model, cfg, next(iter(loader))), betas=(0.9, 0.999))
+    total_steps = cfg.epochs * len(loader)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup_fraction))
+    augment_generator = torch.Generator().manual_seed(seed + 2)
+    losses: list[float] = []
+    for _ in range(cfg.epochs):
+        model.train()
+        for batch in loader:
+            if augment is not None:
+                batch = augment(batch, augment_generator)
+            loss = _loss(model(batch), labels_of(batch), regression, cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise D2VError(f"{where}: loss became {loss.item()} at update {len(losses)}; lower the lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+
+    test_outputs, test_labels = predict(model, test_set, collate)
+    if not regression and int(test_labels.max()) >= outputs:
+        raise D2VError(f"{where}: test label {int(test_labels.max())} never occurs in train (classes 0..{outputs - 1})")
+    metrics, predictions = score(test_outputs, test_labels, regression)
+    return EvalResult(
+        metrics=metrics,
+        n_train=len(train_labels),
+        n_test=len(test_labels),
+        predictions=predictions,
+        references=test_labels.tolist(),
+        train_losses=losses,
+    )

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from d2v.errors import D2VError
+from d2v.eval.augment import ImageAugment
+from d2v.eval.config import FinetuneConfig, ImageAugmentConfig
+from d2v.eval.finetune import EncoderWithHead, encoder_layer_ids, finetune, parameter_groups
+
+from conftest import DictDataset
+
+CFG = FinetuneConfig(
+    epochs=3, lr=3e-3, batch_size=32, weight_decay=0.01, layer_decay=0.65,
+    label_smoothing=0.1, warmup_fraction=0.1, n_train=None,
+)
+
+
+def test_finetune_image_classifier_loss_decreases(image_encoder_factory, image_splits) -> None:
+    encoder = image_encoder_factory(0)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    augment = ImageAugment(ImageAugmentConfig(random_resized_crop=True, crop_scale_min=0.8, hflip=True))
+    cfg = FinetuneConfig(**{**CFG.__dict__, "epochs": 4, "lr": 3e-2})
+    result = finetune(encoder, image_splits, cfg, pooling="mean", n_test=None, seed=0, augment=augment)
+    first, last = sum(result.train_losses[:3]) / 3, sum(result.train_losses[-3:]) / 3
+    assert last < 0.7 * first
+    assert result.metrics["top1"] > 0.5 and result.metrics["top5"] == 1.0  # 4 classes: top-5 covers all
+    assert (result.n_train, result.n_test) == (256, 128)
+    # The caller's encoder is untouched (a copy is fine-tuned), so it can be evaluated again.
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+
+
+def test_finetune_is_deterministic(image_encoder_factory, image_splits) -> None:
+    cfg = FinetuneConfig(**{**CFG.__dict__, "epochs": 1, "n_train": 64})
+    runs = [finetune(image_encoder_factory(0), image_splits, cfg, pooling="cls", n_test=32, seed=1) for _ in range(2)]
+    assert runs[0].train_losses == runs[1].train_losses and runs[0].metrics == runs[1].metrics
+
+
+def test_text_regression_on_padded_tokens(text_encoder_factory) -> None:
+    # Target = fraction of token 7 among the non-padding tokens: learnable from mean pooling.
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randint(5, 9, (192, 10), generator=generator)
+    lengths = torch.randint(4, 11, (192,), generator=generator)
+    padding = torch.arange(10)[None, :] >= lengths[:, None]  # (N, T)
+    tokens = tokens.masked_fill(padding, 0)
+    target = ((tokens == 7) & ~padding).sum(1) / lengths
+    data = DictDataset(tokens=tokens, padding_mask=padding, label=target.float())
+    splits = {"train": torch.utils.data.Subset(data, range(160)), "test": torch.utils.data.Subset(data, range(160, 192))}
+    cfg = FinetuneConfig(**{**CFG.__dict__, "epochs": 8, "lr": 1e-2, "layer_decay": 1.0})
+    result = finetune(text_encoder_factory(0), splits, cfg, pooling="mean", n_test=None, seed=0)
+    assert set(result.metrics) == {"pearson", "spearman"}
+    assert result.train_losses[-1] < result.train_losses[0]
+    assert result.metrics["pearson"] > 0.5
+
+
+def test_layer_ids_follow_forward_order(image_encoder_factory, image_splits) -> None:
+    encoder = image_encoder_factory(0)
+    sample = {"image": torch.zeros(2, 1, 8, 8)}
+    ids = encoder_layer_ids(encoder, sample)
+    assert ids["feature_extractor.proj.weight"] == 0 and ids["cls_token"] == 0
+    assert ids["blocks.0.norm.weight"] == 1 and ids["blocks.1.mlp.0.weight"] == 2
+    assert ids["final_norm.weight"] == 3  # runs after the last block: decayed like the head
+    model = EncoderWithHead(encoder, 16, 4, "mean")
+    lrs = {round(g["lr"], 8) for g in parameter_groups(model, CFG, sample)}
+    assert lrs == {round(CFG.lr * 0.65**k, 8) for k in (0, 1, 2, 3)}
+
+
+def test_finetune_errors(image_encoder_factory, image_splits) -> None:
+    with pytest.raises(D2VError, match="missing split 'test'"):
+        finetune(image_encoder_factory(0), {"train": image_splits["train"]}, CFG, pooling="mean", n_test=None, seed=0)
+    empty = DictDataset(image=torch.zeros(0, 1, 8, 8), label=torch.zeros(0, dtype=torch.long))
+    with pytest.raises(D2VError, match="split 'train' is empty"):
+        finetune(image_encoder_factory(0), {"train": empty, "test": empty}, CFG, pooling="mean", n_test=None, seed=0)
