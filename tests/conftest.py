@@ -1,9 +1,9 @@
 """Fixtures shared by the whole suite.
 
 S3 in tests is moto in server mode: a real HTTP endpoint on 127.0.0.1 that boto3, DVC remotes and
-Prefect result storage talk to exactly as they would to AWS. Each test gets its own server on a free
-port, dummy AWS credentials in the environment, and a clean moto state (moto keeps buckets in
-process memory, so state would otherwise leak from one test into the next).
+Prefect result storage talk to exactly as they would to AWS. One server on a free port serves the whole
+session; each test gets dummy AWS credentials in the environment and a clean moto state (moto keeps
+buckets in process memory, so state would otherwise leak from one test into the next).
 
     def test_x(moto_server: str, s3_bucket: str): ...   # endpoint URL, bucket name
     def test_y(moto_server_control: MotoServerControl): ...  # .stop() / .start() mid-test
@@ -15,7 +15,6 @@ import logging
 import socket
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -74,19 +73,28 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFa
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
-@pytest.fixture
-def moto_server_control(aws_env: None) -> Iterator[MotoServerControl]:
+@pytest.fixture(scope="session")
+def _moto_server_for_session() -> Iterator[MotoServerControl]:
+    # One server per session (a stop costs 0.5 s of werkzeug's poll interval); tests get it reset.
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto logs every request otherwise
     control = MotoServerControl(free_port())
     control.start()
+    yield control
+    control.stop()
+
+
+@pytest.fixture
+def moto_server_control(
+    aws_env: None, _moto_server_for_session: MotoServerControl
+) -> Iterator[MotoServerControl]:
+    """The moto server, empty, for one test; restarted afterwards if the test stopped it."""
+    control = _moto_server_for_session
+    if control._server is None:  # noqa: SLF001 - an earlier test left it stopped
+        control.start()
     control.reset()
-    try:
-        yield control
-    finally:
-        if control._server is None:  # noqa: SLF001 - a test left it stopped
-            control.start()
-        control.reset()
-        control.stop()
+    yield control
+    if control._server is None:  # noqa: SLF001
+        control.start()
 
 
 @pytest.fixture
@@ -117,13 +125,3 @@ def fast_retry_artifacts_config(moto_server: str, s3_bucket: str) -> ArtifactsCo
         retry=RetryConfig(attempts=3, base_delay_s=0.01, max_delay_s=0.05, sdk_attempts=1),
     )
 
-
-def write_files(root: Path, files: dict[str, bytes]) -> dict[str, Path]:
-    """Create `files` (relative path -> content) under `root`; relative path -> local path."""
-    out = {}
-    for rel, data in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        out[rel] = path
-    return out

@@ -15,6 +15,8 @@ from typing import TypeVar
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.loaders
+import botocore.session
 from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 
@@ -43,9 +45,18 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
+# botocore parses the S3 service model and endpoint rules (~0.3 s) once per session's loader. A
+# fresh session per client keeps credentials current with the environment; sharing the loader keeps
+# the parsed models, which never change within a process.
+_SHARED_LOADER = botocore.loaders.create_loader()
+
+
 def make_client(cfg: ArtifactsConfig):  # -> botocore S3 client (untyped)
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _SHARED_LOADER)
     try:
-        session = boto3.session.Session(profile_name=cfg.profile, region_name=cfg.region)
+        session = boto3.session.Session(botocore_session=core, profile_name=cfg.profile,
+                                        region_name=cfg.region)
     except botocore.exceptions.ProfileNotFound as exc:
         raise ArtifactError(f"artifacts.profile: {exc}") from None
     client_config = botocore.config.Config(
