@@ -115,12 +115,23 @@ def _deep_merge(base: Any, overrides: Mapping[str, Any], path: str, cls: type) -
     for key, value in overrides.items():
         if key not in known:
             raise ConfigError(f"{_join(path, key)}: unknown key (expected one of: {', '.join(known)})")
-        sub = hints[key]
-        if dataclasses.is_dataclass(sub) and isinstance(value, Mapping):
+        sub = _dataclass_in(hints[key])
+        if sub is not None and isinstance(base[key], Mapping) and isinstance(value, Mapping):
             merged[key] = _deep_merge(base[key], value, _join(path, key), sub)
         else:
             merged[key] = value
     return merged
+
+
+def _dataclass_in(tp: Any) -> type | None:
+    """The dataclass type of a field annotated `DC` or `DC | None`, else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if get_origin(tp) in (Union, types.UnionType):
+        members = [a for a in get_args(tp) if a is not type(None)]
+        if len(members) == 1 and dataclasses.is_dataclass(members[0]):
+            return members[0]
+    return None
 
 
 def _join(path: str, key: str | int) -> str:
@@ -186,6 +197,9 @@ def _convert_union(tp: Any, value: Any, path: str) -> Any:
         if type(None) in args:
             return None
         raise ConfigError(f"{path}: expected {_type_name(tp)}, got None")
+    members = [a for a in args if a is not type(None)]
+    if len(members) == 1:  # Optional[X]: X's own error message is the useful one
+        return _convert(members[0], value, path)
     for arg in args:
         if arg is type(None):
             continue

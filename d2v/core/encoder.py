@@ -1,0 +1,131 @@
+"""Transformer encoder whose blocks also return the data2vec 1.0 target activation.
+
+The target is "the output of the FFN prior to the last residual connection" (data2vec paper,
+footnote 5): fc2's output before dropout, layer-scale and the residual add. Both layouts are here:
+pre-LN (ViT/BEiT, `norm_first=True`, a final LayerNorm after the last block) and post-LN
+(wav2vec 2.0 / RoBERTa, a LayerNorm on the input embeddings instead).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from d2v.core.spec import EncoderSpec
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"encoder.dim={dim} must be divisible by encoder.heads={heads}")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, padding_mask: Tensor | None) -> Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        # SDPA's boolean mask means "may attend": keys that are padding are excluded.
+        attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]  # (B, 1, 1, T)
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, H, T, D/H)
+        return self.proj(out.transpose(1, 2).reshape(b, t, d))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop the residual branch for whole samples."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape[0], 1, 1, device=x.device) >= self.p  # (B, 1, 1)
+        return x * keep / (1.0 - self.p)
+
+
+class Block(nn.Module):
+    def __init__(self, spec: EncoderSpec, drop_path: float) -> None:
+        super().__init__()
+        hidden = int(spec.dim * spec.mlp_ratio)
+        self.norm_first = spec.norm_first
+        self.attn = SelfAttention(spec.dim, spec.heads, spec.attn_dropout)
+        self.fc1 = nn.Linear(spec.dim, hidden)
+        self.fc2 = nn.Linear(hidden, spec.dim)
+        self.norm1 = nn.LayerNorm(spec.dim)
+        self.norm2 = nn.LayerNorm(spec.dim)
+        self.dropout = nn.Dropout(spec.dropout)
+        self.act_dropout = nn.Dropout(spec.activation_dropout)
+        self.drop_path = DropPath(drop_path)
+        if spec.layer_scale_init is not None:
+            self.gamma1 = nn.Parameter(torch.full((spec.dim,), spec.layer_scale_init))
+            self.gamma2 = nn.Parameter(torch.full((spec.dim,), spec.layer_scale_init))
+        else:
+            self.gamma1 = self.gamma2 = None
+
+    def ffn(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act_dropout(F.gelu(self.fc1(x))))
+
+    def _branch(self, y: Tensor, gamma: Tensor | None) -> Tensor:
+        y = self.dropout(y)
+        return self.drop_path(y if gamma is None else y * gamma)
+
+    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Returns (block output, FFN output before the last residual), both (B, T, D)."""
+        if self.norm_first:
+            x = x + self._branch(self.attn(self.norm1(x), padding_mask), self.gamma1)
+            ffn_out = self.ffn(self.norm2(x))
+            x = x + self._branch(ffn_out, self.gamma2)
+        else:
+            x = self.norm1(x + self._branch(self.attn(x, padding_mask), self.gamma1))
+            ffn_out = self.ffn(x)
+            x = self.norm2(x + self._branch(ffn_out, self.gamma2))
+        return x, ffn_out
+
+
+class TransformerEncoder(nn.Module):
+    def __init__(self, spec: EncoderSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        # Stochastic depth rises linearly from 0 at the first block to drop_path at the last.
+        rates = [spec.drop_path * i / max(spec.depth - 1, 1) for i in range(spec.depth)]
+        self.blocks = nn.ModuleList(Block(spec, rate) for rate in rates)
+        # post-LN stacks normalise their input (RoBERTa's layernorm_embedding, wav2vec 2.0's
+        # encoder.layer_norm); pre-LN stacks normalise their output instead.
+        self.input_norm = nn.LayerNorm(spec.dim) if not spec.norm_first else nn.Identity()
+        self.final_norm = nn.LayerNorm(spec.dim) if spec.norm_first else nn.Identity()
+        self.input_dropout = nn.Dropout(spec.dropout)
+        self.apply(_init_weights)
+
+    def forward(
+        self, x: Tensor, padding_mask: Tensor | None = None, collect: str | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """x (B, T, D) -> (B, T, D) and, when `collect` is "ffn" or "block", every block's output."""
+        x = self.input_dropout(self.input_norm(x))
+        collected: list[Tensor] = []
+        for block in self.blocks:
+            # LayerDrop skips whole blocks while training; never when targets are collected.
+            if self.training and collect is None and self.spec.layer_drop > 0.0:
+                if torch.rand(()) < self.spec.layer_drop:
+                    continue
+            x, ffn_out = block(x, padding_mask)
+            if collect is not None:
+                collected.append(ffn_out if collect == "ffn" else x)
+        return self.final_norm(x), collected
+
+
+def _init_weights(module: nn.Module) -> None:
+    # BERT/ViT-style init: small normal weights, zero biases, unit LayerNorms.
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

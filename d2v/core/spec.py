@@ -1,0 +1,147 @@
+"""Frozen specifications of a data2vec model: one dataclass per component.
+
+A `Data2VecSpec` fully describes a model (front end, Transformer, masking, targets, loss, EMA,
+decoder). Presets in `d2v/models.py` build them; `params.yaml` overrides any field by name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Modality = Literal["image", "speech", "text"]
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Transformer encoder. pre-LN (`norm_first`, ViT/BEiT) or post-LN (wav2vec 2.0, RoBERTa)."""
+
+    dim: int
+    depth: int
+    heads: int
+    norm_first: bool
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0  # after attention / FFN, before the residual
+    attn_dropout: float = 0.0
+    activation_dropout: float = 0.0  # inside the FFN, after GELU
+    layer_scale_init: float | None = None  # BEiT-style per-channel residual scale
+    drop_path: float = 0.0  # stochastic depth, linearly increasing over depth
+    layer_drop: float = 0.0  # probability of skipping a whole block while training the student
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """Where the student is masked. True = masked everywhere in d2v.
+
+    kinds:
+    - block (image v1, BEiT): rectangles of >= `min_block` patches until `ratio` of patches are masked
+    - inverse_block (image v2): `span` x `span` blocks are KEPT until 1 - `ratio` remain, the rest masked
+    - span (speech, text span variant): span starts drawn so that `ratio` x length / `span` spans start
+      per sequence (fairseq's mask_prob semantics; overlapping spans give less coverage: p=0.65, span 10
+      masks ~49%)
+    - random (text v2): exactly `ratio` of the tokens, uniformly
+    - bert (text v1, paper's main row): `ratio` of tokens; of those 80% [MASK], `bert_random` random
+      tokens, `bert_keep` unchanged
+    """
+
+    kind: Literal["block", "inverse_block", "span", "random", "bert"]
+    ratio: float
+    span: int = 1
+    min_block: int = 16
+    adjust: float = 0.0  # inverse_block: extra kept-centre probability compensating for overlaps
+    bert_random: float = 0.1
+    bert_keep: float = 0.1
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Teacher targets: average of the top-K block outputs, each normalised without parameters."""
+
+    top_k: int
+    layer_norm: Literal["instance", "layer", "none"]  # per layer, before averaging
+    final_norm: Literal["instance", "layer", "none"]  # on the average
+    source: Literal["ffn", "block"] = "ffn"  # FFN output before the last residual, or block output
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Regression loss at masked positions: per position, reduce over channels, scale, then mean."""
+
+    kind: Literal["l2", "smooth_l1"]
+    beta: float = 0.0  # smooth L1 transition point; ignored for l2
+    reduction: Literal["sum", "mean"] = "sum"  # over the feature dimension
+    scale: float | None = None  # None = 1/sqrt(D)
+    cls_weight: float = 0.0  # v2 images: CLS output regresses the mean target
+
+
+@dataclass(frozen=True)
+class EmaSpec:
+    """Teacher decay tau: tau0 -> tau_end linearly over anneal_steps updates, then constant."""
+
+    tau0: float
+    tau_end: float
+    anneal_steps: int
+    include_frontend: bool = False  # v2 images: the teacher also averages the patch embedding
+
+
+@dataclass(frozen=True)
+class CollapseSpec:
+    """Abort when the (per-channel std averaged) target or prediction spread falls below a floor."""
+
+    warmup_steps: int = 5000
+    min_target_var: float = 0.1
+    min_pred_var: float = 0.01
+
+
+@dataclass(frozen=True)
+class DecoderSpec:
+    """data2vec 2.0 convolutional decoder (1-D for sequences, 2-D for image grids)."""
+
+    dim: int
+    layers: int
+    kernel: int
+    groups: int = 1
+    residual: bool = True
+    projection_layers: int = 1  # 2 = Linear-GELU-Linear (text v2)
+
+
+@dataclass(frozen=True)
+class ImageFrontSpec:
+    image_size: int
+    patch_size: int
+    in_chans: int = 3
+
+
+@dataclass(frozen=True)
+class SpeechFrontSpec:
+    # (channels, kernel, stride) per layer; the wav2vec 2.0 stack maps 16 kHz to 50 Hz frames.
+    conv_layers: tuple[tuple[int, int, int], ...]
+    conv_pos_kernel: int = 19
+    conv_pos_groups: int = 16
+    conv_pos_depth: int = 5
+    normalize_waveform: bool = True
+
+
+@dataclass(frozen=True)
+class TextFrontSpec:
+    vocab_size: int
+    max_positions: int = 512
+
+
+@dataclass(frozen=True)
+class Data2VecSpec:
+    modality: Modality
+    version: Literal[1, 2]
+    encoder: EncoderSpec
+    mask: MaskSpec
+    target: TargetSpec
+    loss: LossSpec
+    ema: EmaSpec
+    collapse: CollapseSpec = CollapseSpec()
+    decoder: DecoderSpec | None = None  # required for version 2
+    clone_batch: int = 1  # v2 multi-mask: M masked copies per teacher pass
+    head_layers: int = 1  # v1 regression head depth (text: 2)
+    mask_noise_std: float = 0.01  # v2: masked decoder inputs are Gaussian noise
+    image: ImageFrontSpec | None = None
+    speech: SpeechFrontSpec | None = None
+    text: TextFrontSpec | None = None

@@ -1,0 +1,43 @@
+"""Teacher targets: parameter-free normalisation of the top-K block outputs, then their average."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from d2v.core.spec import TargetSpec
+
+Norm = Literal["instance", "layer", "none"]
+
+
+def instance_norm_over_time(x: Tensor, padding_mask: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalise every (sample, channel) over time: x (B, T, D); padded steps are ignored."""
+    if padding_mask is None:
+        mean = x.mean(dim=1, keepdim=True)
+        var = x.var(dim=1, unbiased=False, keepdim=True)
+    else:
+        valid = (~padding_mask).unsqueeze(-1).to(x.dtype)  # (B, T, 1)
+        count = valid.sum(dim=1, keepdim=True).clamp_min(1.0)
+        mean = (x * valid).sum(dim=1, keepdim=True) / count
+        var = (((x - mean) * valid) ** 2).sum(dim=1, keepdim=True) / count
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def normalize(x: Tensor, how: Norm, padding_mask: Tensor | None = None) -> Tensor:
+    if how == "instance":
+        return instance_norm_over_time(x, padding_mask)
+    if how == "layer":
+        return F.layer_norm(x, x.shape[-1:])
+    return x
+
+
+def average_top_k(layer_outputs: list[Tensor], spec: TargetSpec, padding_mask: Tensor | None = None) -> Tensor:
+    """y = final_norm(1/K sum_{l in top K} layer_norm(a_l)); every a_l is (B, T, D), fp32 result."""
+    if not 1 <= spec.top_k <= len(layer_outputs):
+        raise ValueError(f"target.top_k={spec.top_k} must be in [1, {len(layer_outputs)}] (encoder depth)")
+    top = layer_outputs[-spec.top_k :]
+    total = sum(normalize(a.float(), spec.layer_norm, padding_mask) for a in top)
+    return normalize(total / spec.top_k, spec.final_norm, padding_mask)

@@ -1,0 +1,124 @@
+"""Speech: the wav2vec 2.0 convolutional feature encoder (16 kHz -> 50 Hz) and a convolutional
+positional encoder. Padding masks are carried through the convolutions by output-length arithmetic."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from d2v.core.spec import SpeechFrontSpec
+from d2v.core.types import Batch
+from d2v.errors import D2VError
+from d2v.modalities.base import Features, Frontend
+
+
+class _ChannelNorm(nn.Module):
+    """LayerNorm over channels of a (B, C, T) tensor (wav2vec 2.0's `extractor_mode: layer_norm`)."""
+
+    def __init__(self, channels: int, affine: bool = True) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, elementwise_affine=affine)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+
+
+class ConvFeatureEncoder(nn.Module):
+    def __init__(self, layers: tuple[tuple[int, int, int], ...]) -> None:
+        super().__init__()
+        self.layers = layers
+        blocks: list[nn.Module] = []
+        in_ch = 1
+        for channels, kernel, stride in layers:
+            blocks.append(
+                nn.Sequential(
+                    nn.Conv1d(in_ch, channels, kernel, stride=stride, bias=False),
+                    _ChannelNorm(channels),
+                    nn.GELU(),
+                )
+            )
+            in_ch = channels
+        self.blocks = nn.Sequential(*blocks)
+        for block in self.blocks:
+            nn.init.kaiming_normal_(block[0].weight)
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        for _, kernel, stride in self.layers:
+            lengths = torch.div(lengths - kernel, stride, rounding_mode="floor") + 1
+        return lengths
+
+    def forward(self, waveform: Tensor) -> Tensor:  # (B, S) -> (B, C, T)
+        return self.blocks(waveform.unsqueeze(1))
+
+
+class SpeechFrontend(Frontend):
+    def __init__(self, spec: SpeechFrontSpec, dim: int, learned_mask: bool, dropout: float = 0.0) -> None:
+        super().__init__(dim, learned_mask)
+        self.spec = spec
+        channels = spec.conv_layers[-1][0]
+        self.local_encoder = ConvFeatureEncoder(spec.conv_layers)
+        self.feature_norm = nn.LayerNorm(channels)
+        self.project = nn.Linear(channels, dim)
+        self.dropout = nn.Dropout(dropout)
+        kernel = spec.conv_pos_kernel
+        if kernel % 2 == 0:
+            raise D2VError(f"speech.conv_pos_kernel must be odd, got {kernel}")
+        self.pos_conv = nn.Sequential(
+            *[
+                nn.Sequential(
+                    nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=spec.conv_pos_groups),
+                    _ChannelNorm(dim, affine=False),
+                    nn.GELU(),
+                )
+                for _ in range(spec.conv_pos_depth)
+            ]
+        )
+
+    @property
+    def receptive_field(self) -> int:
+        field, jump = 1, 1
+        for _, kernel, stride in self.spec.conv_layers:
+            field += (kernel - 1) * jump
+            jump *= stride
+        return field
+
+    def local_features(self, batch: Batch) -> Features:
+        wave = batch["waveform"]
+        if wave.ndim != 2:
+            raise D2VError(f"speech batch 'waveform' must be (B, samples), got {tuple(wave.shape)}")
+        if wave.shape[1] < self.receptive_field:
+            raise D2VError(
+                f"waveform of {wave.shape[1]} samples is shorter than the feature encoder's "
+                f"receptive field ({self.receptive_field} samples)"
+            )
+        sample_padding = batch.get("padding_mask")
+        if self.spec.normalize_waveform:
+            wave = _normalize(wave, sample_padding)
+        if sample_padding is not None:
+            wave = wave.masked_fill(sample_padding, 0.0)
+        feats = self.local_encoder(wave).transpose(1, 2)  # (B, T, C)
+        x = self.dropout(self.project(self.feature_norm(feats)))  # (B, T, D)
+        padding = None
+        if sample_padding is not None:
+            lengths = self.local_encoder.output_lengths((~sample_padding).sum(dim=1))
+            padding = torch.arange(x.shape[1], device=x.device)[None, :] >= lengths[:, None]  # (B, T)
+            x = x.masked_fill(padding.unsqueeze(-1), 0.0)
+        return Features(x, padding)
+
+    def add_positions(self, features: Features) -> Tensor:
+        x = features.x
+        if features.padding_mask is not None:
+            x = x.masked_fill(features.padding_mask.unsqueeze(-1), 0.0)
+        return x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+
+
+def _normalize(wave: Tensor, padding: Tensor | None) -> Tensor:
+    """Zero mean, unit variance per utterance over its real samples (wav2vec 2.0 `normalize`)."""
+    if padding is None:
+        return F.layer_norm(wave, wave.shape[-1:])
+    valid = (~padding).to(wave.dtype)
+    count = valid.sum(dim=1, keepdim=True).clamp_min(1.0)
+    mean = (wave * valid).sum(dim=1, keepdim=True) / count
+    var = (((wave - mean) * valid) ** 2).sum(dim=1, keepdim=True) / count
+    return (wave - mean) / torch.sqrt(var + 1e-5)

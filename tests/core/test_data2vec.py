@@ -1,0 +1,160 @@
+"""One forward/backward over every registered preset at tiny width, plus the v2 efficiency facts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from d2v.config import ConfigError, ModelChoice
+from d2v.core.data2vec import CollapseError, Data2Vec
+from d2v.core.ema import ema_decay
+from d2v.models import build_model, model_spec, registered_presets
+
+# Shrinks any preset to a few thousand parameters while keeping its structure (norm placement,
+# masking kind, targets, loss, decoder type).
+TINY_WIDTH: dict[str, Any] = {
+    "encoder": {"dim": 32, "depth": 2, "heads": 2, "layer_drop": 0.0},
+    "target": {"top_k": 2},
+    "clone_batch": 2,
+}
+FRONT_OVERRIDES: dict[str, dict[str, Any]] = {
+    "image": {"image": {"image_size": 16, "patch_size": 4}, "mask": {"min_block": 2}},
+    "speech": {"speech": {"conv_layers": [[16, k, s] for k, s in ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))],
+                          "conv_pos_depth": 1, "conv_pos_groups": 4}},
+    "text": {"text": {"vocab_size": 64, "max_positions": 32}},
+}
+
+
+def tiny_model(modality: str, version: int, preset: str) -> Data2Vec:
+    overrides = {**TINY_WIDTH, **FRONT_OVERRIDES[modality]}
+    if version == 2:
+        overrides["decoder"] = {"dim": 16, "groups": 4 if modality != "text" else 1}
+    torch.manual_seed(0)
+    return build_model(model_spec(modality, ModelChoice(version=version, preset=preset, overrides=overrides)))
+
+
+def tiny_batch(modality: str, spec_in_chans: int = 1) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    if modality == "image":
+        return {"image": torch.randn(3, spec_in_chans, 16, 16, generator=g)}
+    if modality == "speech":
+        lengths = torch.tensor([[8000], [6400]])
+        return {"waveform": torch.randn(2, 8000, generator=g), "padding_mask": torch.arange(8000)[None] >= lengths}
+    tokens = torch.randint(5, 64, (3, 20), generator=g)
+    tokens[2, 15:] = 0  # padding
+    return {"tokens": tokens, "padding_mask": tokens == 0}
+
+
+def batch_for(model: Data2Vec) -> dict[str, torch.Tensor]:
+    chans = model.spec.image.in_chans if model.spec.image else 1
+    return tiny_batch(model.spec.modality, chans)
+
+
+@pytest.mark.parametrize(("modality", "version", "preset"), registered_presets())
+def test_every_student_parameter_gets_a_gradient_and_no_teacher_parameter(modality: str, version: int, preset: str) -> None:
+    model = tiny_model(modality, version, preset)
+    out = model(batch_for(model), generator=torch.Generator().manual_seed(0))
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    out.loss.backward()
+    for name, param in model.named_parameters():
+        if name.startswith("teacher."):
+            assert not param.requires_grad and param.grad is None, name
+        else:
+            assert param.grad is not None and param.grad.abs().sum() > 0, f"{name} got no gradient"
+    assert {"target_var", "pred_var", "tau", "masked_fraction"} <= set(out.logs)
+
+
+@pytest.mark.parametrize(("modality", "version"), [(m, v) for m in ("image", "speech", "text") for v in (1, 2)])
+def test_ema_step_moves_teacher_by_the_scheduled_amount(modality: str, version: int) -> None:
+    model = tiny_model(modality, version, "tiny")
+    teacher_block = model.teacher.module["encoder"].blocks[0].fc1.weight
+    student_block = model.encoder.blocks[0].fc1.weight
+    with torch.no_grad():
+        student_block.add_(0.5)
+    before = teacher_block.clone()
+    tau = ema_decay(0, model.spec.ema)
+    assert model.ema_step() == tau
+    torch.testing.assert_close(teacher_block, tau * before + (1 - tau) * student_block)
+
+
+@pytest.mark.parametrize("modality", ["image", "speech", "text"])
+def test_v2_student_sees_exactly_the_unmasked_tokens_and_teacher_runs_once(modality: str) -> None:
+    model = tiny_model(modality, 2, "tiny")
+    batch = batch_for(model)
+    seen: dict[str, list[tuple[int, ...]]] = {"student": [], "teacher": []}
+    model.encoder.register_forward_pre_hook(lambda m, args: seen["student"].append(tuple(args[0].shape)))
+    model.teacher.module["encoder"].register_forward_pre_hook(lambda m, args: seen["teacher"].append(tuple(args[0].shape)))
+    masks: list[torch.Tensor] = []
+    draw = model.draw_mask
+    model.draw_mask = lambda features, generator: masks.append(draw(features, generator)) or masks[-1]  # type: ignore[method-assign]
+    model(batch, generator=torch.Generator().manual_seed(0))
+
+    n_samples = next(iter(batch.values())).shape[0]
+    clones = model.spec.clone_batch
+    assert len(seen["teacher"]) == 1 and seen["teacher"][0][0] == n_samples  # once per sample, not per clone
+    (student_shape,) = seen["student"]
+    assert student_shape[0] == n_samples * clones
+    features = model.frontend.local_features(batch)
+    valid = torch.ones_like(masks[0]) if features.padding_mask is None else ~features.padding_mask.repeat_interleave(clones, 0)
+    kept_per_row = (~masks[0] & valid).sum(1)
+    assert (kept_per_row == kept_per_row[0]).all()
+    assert student_shape[1] == int(kept_per_row[0]) + model.frontend.num_extra_tokens
+
+
+def test_v1_student_sees_the_full_masked_sequence() -> None:
+    model = tiny_model("speech", 1, "tiny")
+    shapes: list[tuple[int, ...]] = []
+    model.encoder.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape)))
+    batch = batch_for(model)
+    model(batch)
+    frames = model.frontend.local_features(batch).x.shape[1]
+    assert shapes == [(2, frames, 32)]
+
+
+def test_same_seed_same_loss_different_seed_different_loss() -> None:
+    losses = []
+    for seed in (0, 0, 1):
+        model = tiny_model("image", 2, "tiny")
+        losses.append(float(model(batch_for(model), generator=torch.Generator().manual_seed(seed)).loss.detach()))
+    assert losses[0] == losses[1] != losses[2]
+
+
+def test_collapse_guard_raises_after_warmup_in_training_only() -> None:
+    model = tiny_model("text", 1, "tiny")
+    model.spec = model.spec.__class__(**{**model.spec.__dict__, "collapse": model.spec.collapse.__class__(0, 1e9, 0.0)})
+    model.eval()
+    model(batch_for(model))  # evaluation never aborts
+    model.train()
+    with pytest.raises(CollapseError, match="target variance .* < collapse.min_target_var"):
+        model(batch_for(model))
+
+
+def test_student_encoder_outputs_features_without_masking() -> None:
+    model = tiny_model("image", 1, "tiny")
+    encoder = model.student_encoder()
+    out = encoder(batch_for(model))
+    assert out.x.shape == (3, 16, 32) and out.cls is not None and out.cls.shape == (3, 32)
+    assert encoder.embed_dim == 32 and len(encoder.blocks) == 2
+    speech = tiny_model("speech", 2, "tiny").student_encoder()(tiny_batch("speech"))
+    assert speech.padding_mask is not None and speech.padding_mask[1].sum() > 0
+
+
+@pytest.mark.parametrize(
+    ("modality", "expected_millions"),
+    [("image", 86.0), ("speech", 94.0), ("text", 125.0)],  # ViT-B/16, wav2vec 2.0 base, RoBERTa base
+)
+def test_base_presets_match_the_papers_model_sizes(modality: str, expected_millions: float) -> None:
+    for version in (1, 2):
+        with torch.device("meta"):
+            model = build_model(model_spec(modality, ModelChoice(version=version, preset="base")))
+        count = sum(p.numel() for p in model.student_encoder().parameters()) / 1e6
+        assert count == pytest.approx(expected_millions, rel=0.02), (modality, version, count)
+
+
+def test_overrides_are_checked_with_dotted_paths() -> None:
+    with pytest.raises(ConfigError, match=r"model\.image\.overrides\.encoder\.dpeth: unknown key"):
+        model_spec("image", ModelChoice(version=2, preset="tiny", overrides={"encoder": {"dpeth": 3}}))
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        model_spec("image", ModelChoice(version=2, preset="huge"))
