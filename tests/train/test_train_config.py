@@ -1,0 +1,43 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from d2v.config import load_params
+from d2v.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, edit) -> Path:
+    tree = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(tree["pretrain"])
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def test_repo_params_load_with_a_recipe_per_modality() -> None:
+    params = load_params(REPO / "params.yaml")
+    for modality in ("image", "speech", "text"):
+        cfg = params.pretrain.for_modality(modality)
+        assert cfg.max_steps >= 1 and isinstance(cfg.betas, tuple)
+    assert params.pretrain.resolve_seed(params.seed) == (params.pretrain.seed if params.pretrain.seed is not None else params.seed)
+
+
+def test_range_errors_name_the_dotted_key(tmp_path) -> None:
+    path = _write(tmp_path, lambda p: p["speech"].update(grad_accum=0))
+    with pytest.raises(ConfigError, match=r"pretrain\.speech\.grad_accum: expected an integer >= 1, got 0"):
+        load_params(path)
+
+
+def test_tri_stage_fractions_must_sum_to_one(tmp_path) -> None:
+    path = _write(tmp_path, lambda p: p["text"].update(tri_stage=[0.1, 0.1, 0.1]))
+    with pytest.raises(ConfigError, match=r"pretrain\.text\.tri_stage"):
+        load_params(path)
+
+
+def test_unknown_schedule_is_rejected(tmp_path) -> None:
+    path = _write(tmp_path, lambda p: p["image"].update(schedule="linear"))
+    with pytest.raises(ConfigError, match=r"pretrain\.image\.schedule: expected one of \['cosine', 'tri_stage'\]"):
+        load_params(path)
