@@ -1,0 +1,187 @@
+"""Speech recognition by CTC fine-tuning on letters (the wav2vec 2.0 / data2vec recipe, scaled down).
+
+A linear head maps each encoder frame (`EncoderOutput.x`, (B, T, D)) to letter log-probabilities;
+`EncoderOutput.padding_mask` gives each utterance's output length. The feature extractor (the CNN)
+stays frozen, the lr follows the tri-stage schedule, and test utterances are decoded greedily
+(best letter per frame, repeats collapsed, blanks dropped) and scored by WER and CER.
+
+Batches carry the waveform keys of d2v.core.types plus "transcript": a list of B strings.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import string
+from typing import Iterator, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from d2v.core.types import Batch, FeatureEncoder
+from d2v.errors import D2VError
+from d2v.eval.config import SpeechEvalConfig
+from d2v.eval.data import Collate, EvalResult, get_split, make_loader, take_subset
+from d2v.eval.metrics import character_error_rate, word_error_rate
+from d2v.eval.schedules import tri_stage
+
+BLANK, WORD_SEPARATOR = "<blank>", "|"
+PREDICT_BATCH_SIZE = 16
+
+
+class LetterVocabulary:
+    """blank = 0, "|" between words = 1, apostrophe = 2, a..z = 3..28 (LibriSpeech's letter set)."""
+
+    def __init__(self) -> None:
+        self.symbols: tuple[str, ...] = (BLANK, WORD_SEPARATOR, "'", *string.ascii_lowercase)
+        self.index = {symbol: i for i, symbol in enumerate(self.symbols)}
+        self.blank = 0
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    @staticmethod
+    def normalise(text: str) -> str:
+        """Lower case; anything but a-z and apostrophes separates words; single spaces.
+
+        Digits and symbols are not spelled out here: transcripts should arrive with numbers as words.
+        """
+        return " ".join(re.sub(r"[^a-z']+", " ", text.lower()).split())
+
+    def encode(self, text: str) -> list[int]:
+        words = self.normalise(text).split()
+        return [self.index[ch] for ch in WORD_SEPARATOR.join(words)]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        letters = "".join(self.symbols[i] for i in ids if i != self.blank)
+        return " ".join(letters.replace(WORD_SEPARATOR, " ").split())
+
+
+def greedy_decode(log_probs: Tensor, lengths: Tensor, blank: int = 0) -> list[list[int]]:
+    """(B, T, V) scores + (B,) lengths -> per utterance: best ids, repeats collapsed, blanks dropped."""
+    best = log_probs.argmax(dim=-1)  # (B, T)
+    decoded = []
+    for row, length in zip(best.tolist(), lengths.tolist()):
+        ids, previous = [], None
+        for symbol in row[:length]:
+            if symbol != previous and symbol != blank:
+                ids.append(symbol)
+            previous = symbol
+        decoded.append(ids)
+    return decoded
+
+
+class CtcModel(nn.Module):
+    """encoder -> per-frame letter log-probabilities (B, T, V) and output lengths (B,)."""
+
+    def __init__(self, encoder: nn.Module, embed_dim: int, vocab_size: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(embed_dim, vocab_size)
+
+    def forward(self, batch: Batch, train_encoder: bool = True) -> tuple[Tensor, Tensor]:
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
+            out = self.encoder(batch)
+        log_probs = F.log_softmax(self.head(out.x).float(), dim=-1)  # (B, T, V)
+        if out.padding_mask is None:
+            lengths = torch.full((out.x.shape[0],), out.x.shape[1], dtype=torch.long)
+        else:
+            lengths = (~out.padding_mask).sum(dim=1).long()
+        return log_probs, lengths
+
+
+def _transcripts(batch: Batch, where: str) -> list[str]:
+    if "transcript" not in batch:
+        raise D2VError(f"{where}: batch has no 'transcript' (have: {', '.join(batch)})")
+    return list(batch["transcript"])  # type: ignore[arg-type]
+
+
+def ctc_loss(model: CtcModel, batch: Batch, vocab: LetterVocabulary, train_encoder: bool, where: str) -> Tensor:
+    log_probs, lengths = model(batch, train_encoder)
+    targets = [torch.tensor(vocab.encode(t), dtype=torch.long) for t in _transcripts(batch, where)]
+    target_lengths = torch.tensor([len(t) for t in targets], dtype=torch.long)
+    if int(target_lengths.min()) == 0:
+        raise D2VError(f"{where}: an utterance has an empty transcript after normalisation")
+    # zero_infinity: an utterance shorter (in frames) than its transcript gives no gradient instead of inf.
+    return F.ctc_loss(
+        log_probs.transpose(0, 1), torch.cat(targets), lengths, target_lengths,
+        blank=vocab.blank, zero_infinity=True,
+    )
+
+
+def _endless(loader: DataLoader) -> Iterator[Batch]:
+    while True:
+        yield from loader
+
+
+def build_optimizer(model: CtcModel, cfg: SpeechEvalConfig) -> tuple[torch.optim.Optimizer, object]:
+    if cfg.freeze_feature_encoder:
+        model.encoder.feature_extractor.requires_grad_(False)  # type: ignore[union-attr]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    multiplier = tri_stage(cfg.steps, cfg.tri_stage, cfg.init_lr_scale, cfg.final_lr_scale)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+
+
+@torch.no_grad()
+def transcribe(model: CtcModel, dataset: Dataset, vocab: LetterVocabulary, collate: Collate | None, where: str) -> tuple[list[str], list[str]]:
+    """Greedy hypotheses and normalised references for every utterance of a split."""
+    model.eval()
+    hypotheses, references = [], []
+    for batch in make_loader(dataset, PREDICT_BATCH_SIZE, shuffle=False, seed=0, collate=collate):
+        log_probs, lengths = model(batch)
+        hypotheses += [vocab.decode(ids) for ids in greedy_decode(log_probs, lengths, vocab.blank)]
+        references += [vocab.normalise(t) for t in _transcripts(batch, where)]
+    return hypotheses, references
+
+
+def ctc_finetune(
+    encoder: FeatureEncoder,
+    splits: Mapping[str, Dataset],
+    cfg: SpeechEvalConfig,
+    *,
+    collate: Collate | None = None,
+    extra_test_splits: Sequence[str] = (),
+    where: str = "speech recognition",
+) -> EvalResult:
+    """Fine-tune a copy of `encoder` with CTC on splits["train"]; WER/CER on splits["test"].
+
+    Each name in extra_test_splits that exists in `splits` (e.g. the real Asterisk prompts) adds
+    `<name>_wer` and `<name>_cer`.
+    """
+    train_set = take_subset(get_split(splits, "train", where), cfg.n_train, cfg.seed)
+    test_set = take_subset(get_split(splits, "test", where), cfg.n_test, cfg.seed + 1)
+    vocab = LetterVocabulary()
+    torch.manual_seed(cfg.seed)
+    model = CtcModel(copy.deepcopy(encoder), encoder.embed_dim, len(vocab))  # type: ignore[arg-type]
+    optimizer, schedule = build_optimizer(model, cfg)
+    batches = _endless(make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, collate=collate))
+    losses: list[float] = []
+    model.train()
+    for step in range(cfg.steps):
+        loss = ctc_loss(model, next(batches), vocab, step >= cfg.freeze_encoder_steps, where)
+        if not torch.isfinite(loss):
+            raise D2VError(f"{where}: CTC loss became {loss.item()} at update {step}; lower speech.lr")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+
+    hypotheses, references = transcribe(model, test_set, vocab, collate, where)
+    metrics = {"wer": word_error_rate(references, hypotheses), "cer": character_error_rate(references, hypotheses)}
+    for name in extra_test_splits:
+        if name in splits and len(splits[name]) > 0:  # type: ignore[arg-type]
+            hyp, ref = transcribe(model, splits[name], vocab, collate, where)
+            metrics[f"{name}_wer"] = word_error_rate(ref, hyp)
+            metrics[f"{name}_cer"] = character_error_rate(ref, hyp)
+    return EvalResult(
+        metrics=metrics,
+        n_train=len(train_set),  # type: ignore[arg-type]
+        n_test=len(test_set),  # type: ignore[arg-type]
+        predictions=hypotheses,
+        references=references,
+        train_losses=losses,
+    )
