@@ -1,0 +1,143 @@
+"""Pretrained vs random init: the same evaluation, budget and seed, and the difference recorded.
+
+The record (one per task), as written to `metrics/eval/<modality>.json` under the task's name:
+
+    task              name of the evaluation, e.g. "linear_probe", "finetune", "sst2", "ctc"
+    metric            the metric compared, e.g. "top1", "score", "wer"
+    higher_is_better  false for error rates (WER, CER): then a negative delta is the gain
+    pretrained        the metric from the pretrained encoder
+    random_init       the metric from a freshly initialised encoder of the same architecture
+    delta             pretrained - random_init
+    n_train, n_test   examples used for training and scoring
+    wall_time_s       seconds for both runs together
+
+`metrics/eval/image_confusion.csv` (columns actual,predicted; one row per test image) feeds the
+confusion-matrix template of `dvc plots`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from d2v.core.types import FeatureEncoder
+from d2v.errors import D2VError
+from d2v.eval.data import EvalResult
+
+LOWER_IS_BETTER = frozenset({"wer", "cer", "loss", "mse"})
+
+
+@dataclass(frozen=True)
+class BaselineRecord:
+    task: str
+    metric: str
+    higher_is_better: bool
+    pretrained: float
+    random_init: float
+    delta: float
+    n_train: int
+    n_test: int
+    wall_time_s: float
+
+    @property
+    def pretraining_helps(self) -> bool:
+        return self.delta > 0 if self.higher_is_better else self.delta < 0
+
+
+def _metric(result: EvalResult, metric: str, task: str, which: str) -> float:
+    if metric not in result.metrics:
+        raise D2VError(f"{task}: the {which} run has no metric {metric!r} (has: {', '.join(result.metrics)})")
+    return float(result.metrics[metric])
+
+
+def compare_with_random_init(
+    task: str,
+    metric: str,
+    evaluate: Callable[[FeatureEncoder], EvalResult],
+    pretrained: FeatureEncoder,
+    random_init: Callable[[], FeatureEncoder],
+    seed: int,
+) -> tuple[BaselineRecord, EvalResult, EvalResult]:
+    """Run `evaluate` on both encoders from the same seed; return the record and both results.
+
+    `random_init` builds the same architecture with fresh weights; it is called under `seed`, so
+    the baseline itself is reproducible.
+    """
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    pretrained_result = evaluate(pretrained)
+    torch.manual_seed(seed)
+    baseline_encoder = random_init()
+    torch.manual_seed(seed)
+    baseline_result = evaluate(baseline_encoder)
+    elapsed = time.perf_counter() - start
+    if (pretrained_result.n_train, pretrained_result.n_test) != (baseline_result.n_train, baseline_result.n_test):
+        raise D2VError(f"{task}: pretrained and random-init runs saw different data; the comparison would be unfair")
+    score, baseline = _metric(pretrained_result, metric, task, "pretrained"), _metric(baseline_result, metric, task, "random-init")
+    record = BaselineRecord(
+        task=task,
+        metric=metric,
+        higher_is_better=metric.rsplit("_", 1)[-1] not in LOWER_IS_BETTER,
+        pretrained=score,
+        random_init=baseline,
+        delta=score - baseline,
+        n_train=pretrained_result.n_train,
+        n_test=pretrained_result.n_test,
+        wall_time_s=round(elapsed, 3),
+    )
+    return record, pretrained_result, baseline_result
+
+
+def write_atomically(path: str | Path, text: str) -> Path:
+    """Write to a temporary file in the same directory, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_eval_metrics(path: str | Path, records: Sequence[BaselineRecord]) -> Path:
+    """`metrics/eval/<modality>.json`: {task: record}; the first task is the modality's main task."""
+    if not records:
+        raise D2VError(f"{path}: no evaluation records to write")
+    names = [r.task for r in records]
+    if len(set(names)) != len(names):
+        raise D2VError(f"{path}: duplicate task names {names}")
+    return write_atomically(path, json.dumps({r.task: asdict(r) for r in records}, indent=2) + "\n")
+
+
+def write_confusion_csv(
+    path: str | Path, actual: Sequence[int], predicted: Sequence[int], class_names: Sequence[str] | None = None
+) -> Path:
+    """One row per test example (actual,predicted), the layout DVC's confusion template reads."""
+    if len(actual) != len(predicted) or not actual:
+        raise D2VError(f"{path}: need equal, non-empty actual/predicted lists, got {len(actual)} and {len(predicted)}")
+
+    def name(label: int) -> str | int:
+        if class_names is None:
+            return label
+        if not 0 <= label < len(class_names):
+            raise D2VError(f"{path}: label {label} has no class name ({len(class_names)} names)")
+        return class_names[label]
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["actual", "predicted"])
+    writer.writerows((name(int(a)), name(int(p))) for a, p in zip(actual, predicted))
+    return write_atomically(path, buffer.getvalue())

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import csv
+import json
+from functools import partial
+
+import pytest
+import torch
+
+from d2v.errors import D2VError
+from d2v.eval.baseline import compare_with_random_init, write_confusion_csv, write_eval_metrics
+from d2v.eval.config import LinearProbeConfig
+from d2v.eval.data import EvalResult
+from d2v.eval.linear_probe import linear_probe
+
+from conftest import PatchEmbed, StandInEncoder
+
+RECORD_KEYS = {
+    "task", "metric", "higher_is_better", "pretrained", "random_init", "delta", "n_train", "n_test", "wall_time_s",
+}
+
+
+def fake_evaluate(encoder: torch.nn.Module) -> EvalResult:
+    """Scores 0.9 for the 'pretrained' encoder (marked), 0.6 otherwise; WER the other way round."""
+    good = getattr(encoder, "pretrained", False)
+    return EvalResult(metrics={"top1": 0.9 if good else 0.6, "wer": 0.2 if good else 0.7}, n_train=10, n_test=5)
+
+
+def test_record_keys_and_delta() -> None:
+    pretrained = torch.nn.Linear(2, 2)
+    pretrained.pretrained = True
+    record, ours, theirs = compare_with_random_init("probe", "top1", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0)
+    assert set(record.__dict__) == RECORD_KEYS
+    assert record.delta == pytest.approx(0.3) and record.higher_is_better and record.pretraining_helps
+    assert (record.n_train, record.n_test) == (10, 5) and record.wall_time_s >= 0
+    assert ours.metrics["top1"] == 0.9 and theirs.metrics["top1"] == 0.6
+    wer, _, _ = compare_with_random_init("asr", "wer", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0)
+    assert wer.delta == pytest.approx(-0.5) and not wer.higher_is_better and wer.pretraining_helps
+
+
+def test_same_seed_same_baseline(image_encoder_factory, image_splits) -> None:
+    """A real probe, twice: the random-init side is rebuilt under the seed, so the records agree."""
+    cfg = LinearProbeConfig(epochs=10, lr=0.05, batch_size=0, weight_decay=0.0, n_train=64)
+    evaluate = partial(linear_probe, splits=image_splits, cfg=cfg, pooling="mean", n_test=32, seed=0)
+
+    def fresh() -> StandInEncoder:  # no seeding inside: compare_with_random_init seeds before calling it
+        return StandInEncoder(PatchEmbed(1, 16, 4), dim=16, depth=2)
+
+    first = compare_with_random_init("linear_probe", "top1", evaluate, image_encoder_factory(5), fresh, seed=3)[0]
+    second = compare_with_random_init("linear_probe", "top1", evaluate, image_encoder_factory(5), fresh, seed=3)[0]
+    assert (first.pretrained, first.random_init, first.delta) == (second.pretrained, second.random_init, second.delta)
+
+
+def test_missing_metric_is_a_clear_error() -> None:
+    with pytest.raises(D2VError, match="no metric 'f1'"):
+        compare_with_random_init("t", "f1", fake_evaluate, torch.nn.Linear(2, 2), lambda: torch.nn.Linear(2, 2), seed=0)
+
+
+def test_metrics_file_and_confusion_csv(tmp_path) -> None:
+    pretrained = torch.nn.Linear(2, 2)
+    pretrained.pretrained = True
+    record = compare_with_random_init("linear_probe", "top1", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0)[0]
+    path = write_eval_metrics(tmp_path / "metrics" / "eval" / "image.json", [record])
+    written = json.loads(path.read_text())
+    assert list(written) == ["linear_probe"] and set(written["linear_probe"]) == RECORD_KEYS
+    assert written["linear_probe"]["delta"] == pytest.approx(0.3)
+    assert not list(path.parent.glob(".*tmp"))  # the temporary file was renamed away
+
+    csv_path = write_confusion_csv(tmp_path / "image_confusion.csv", [0, 1, 2], [0, 2, 2], ["shirt", "bag", "boot"])
+    rows = list(csv.DictReader(csv_path.open()))
+    assert rows == [{"actual": "shirt", "predicted": "shirt"}, {"actual": "bag", "predicted": "boot"}, {"actual": "boot", "predicted": "boot"}]
+
+    with pytest.raises(D2VError, match="no evaluation records"):
+        write_eval_metrics(tmp_path / "empty.json", [])
+    with pytest.raises(D2VError, match="duplicate task"):
+        write_eval_metrics(tmp_path / "dup.json", [record, record])
+    with pytest.raises(D2VError, match="label 3 has no class name"):
+        write_confusion_csv(tmp_path / "bad.csv", [3], [0], ["a", "b"])
