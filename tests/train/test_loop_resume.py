@@ -1,0 +1,60 @@
+"""Resume equality across a real crash: SIGKILL a training process after a checkpoint, resume it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+SELFTEST = [sys.executable, "-m", "d2v.train._selftest"]
+STEPS, EVERY = 12, 4
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "CI": "true", "OMP_NUM_THREADS": "1"}
+
+
+def _start(out: Path, *extra: str) -> subprocess.Popen:
+    args = [*SELFTEST, str(out), "--steps", str(STEPS), "--checkpoint-every", str(EVERY), *extra]
+    return subprocess.Popen(args, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen) -> None:
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+
+
+def _loss_columns(out: Path) -> list[list[str]]:
+    lines = (out / "metrics" / "image.tsv").read_text().splitlines()
+    return [line.split("\t")[:8] for line in lines]  # every column except samples_per_s
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_identical_weights(tmp_path) -> None:
+    straight, crashed = tmp_path / "straight", tmp_path / "crashed"
+    reference = _start(straight)
+    # 0.25 s per update: the first checkpoint (step 4) lands about 1 s before the end of step 8.
+    victim = _start(crashed, "--step-delay", "0.25")
+    deadline = time.monotonic() + 60
+    while not (crashed / "ckpt.pt").exists():
+        assert victim.poll() is None and time.monotonic() < deadline, "no checkpoint before exit"
+        time.sleep(0.02)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=30)
+    assert victim.returncode == -signal.SIGKILL
+    assert not (crashed / "weights-rank0.pt").exists()  # it really died mid-way
+    killed_at = torch.load(crashed / "ckpt.pt", weights_only=True)["step"]
+    assert 0 < killed_at < STEPS
+
+    _finish(_start(crashed, "--resume"))
+    _finish(reference)
+    a = torch.load(straight / "weights-rank0.pt", weights_only=True)
+    b = torch.load(crashed / "weights-rank0.pt", weights_only=True)
+    assert a.keys() == b.keys() and any(k.startswith("teacher.") for k in a)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert _loss_columns(crashed) == _loss_columns(straight)
