@@ -40,7 +40,8 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise D2VError(f"environment variable {name}={raw!r}: expected an integer (set by torchrun)") from None
+        message = f"environment variable {name}={raw!r}: expected an integer (set by torchrun)"
+        raise D2VError(message) from None
 
 
 def init_distributed() -> DistEnv:

@@ -32,7 +32,14 @@ from torch.utils.data import DataLoader, Dataset
 from d2v.errors import D2VError
 from d2v.train import checkpoint as ckpt
 from d2v.train.config import TrainConfig, validate_train_config
-from d2v.train.distributed import DistEnv, ResumableSampler, all_reduce_sum, barrier, broadcast_flag, gather_objects
+from d2v.train.distributed import (
+    DistEnv,
+    ResumableSampler,
+    all_reduce_sum,
+    barrier,
+    broadcast_flag,
+    gather_objects,
+)
 from d2v.train.metrics import StepMetricsFile, write_summary
 from d2v.train.optim import build_optimizer
 from d2v.train.progress import Progress
@@ -139,7 +146,8 @@ def pretrain(
 
 def _sized(dataset: Dataset) -> Sized:
     if not hasattr(dataset, "__len__"):
-        raise D2VError(f"pretrain: the dataset {type(dataset).__name__} has no length (a map-style dataset is needed)")
+        name = type(dataset).__name__
+        raise D2VError(f"pretrain: the dataset {name} has no length (a map-style dataset is needed)")
     return dataset  # type: ignore[return-value]
 
 
@@ -303,10 +311,8 @@ def _train_step(trainer: _Trainer, stream: Iterator[Any], state: _State) -> dict
     lr = trainer.scheduler.apply()
     local_loss, logs = _accumulate(trainer, stream)
     # One collective per update: the mean loss over ranks and whether any rank saw NaN/inf.
-    reduced = all_reduce_sum(
-        torch.tensor([local_loss, 0.0 if math.isfinite(local_loss) else 1.0], dtype=torch.float64, device=env.device),
-        env,
-    ).tolist()
+    flags = [local_loss, 0.0 if math.isfinite(local_loss) else 1.0]
+    reduced = all_reduce_sum(torch.tensor(flags, dtype=torch.float64, device=env.device), env).tolist()
     loss, any_nonfinite = reduced[0] / env.world_size, reduced[1] > 0
     params = [p for p in trainer.model.parameters() if p.requires_grad]
     max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
@@ -325,7 +331,8 @@ def _train_step(trainer: _Trainer, stream: Iterator[Any], state: _State) -> dict
     elapsed = time.perf_counter() - started
     state.train_time_s += elapsed
     state.samples_seen += samples
-    row = {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm, "samples_per_s": samples / elapsed}
+    row = {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
+    row["samples_per_s"] = samples / elapsed
     row.update({k: logs[k] for k in LOG_KEYS if k in logs})
     return row
 
@@ -336,7 +343,8 @@ def _skip_update(trainer: _Trainer, state: _State, loss: float) -> None:
     if state.nonfinite_in_a_row > trainer.cfg.max_consecutive_nonfinite:
         raise NonFiniteLossError(
             f"pretrain: {state.nonfinite_in_a_row} consecutive updates had a non-finite loss or gradient "
-            f"(last loss {loss}) at step {state.step + 1}; lower pretrain.*.lr, raise warmup, or check the data"
+            f"(last loss {loss}) at step {state.step + 1}; lower pretrain.*.lr, lengthen the warm-up, "
+            "or check the data"
         )
 
 

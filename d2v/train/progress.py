@@ -25,7 +25,9 @@ class Progress:
         self.total = total
         self.log_every = log_every
         self.enabled = enabled
-        self.bar = tqdm(total=total, initial=initial, desc=label, dynamic_ncols=True) if enabled and wants_bar() else None
+        self.bar = None
+        if enabled and wants_bar():
+            self.bar = tqdm(total=total, initial=initial, desc=label, dynamic_ncols=True)
 
     def message(self, text: str) -> None:
         if not self.enabled:

@@ -49,7 +49,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
         return cosine_lr(
             step, peak=cfg.lr, warmup_steps=cfg.warmup_steps, total_steps=cfg.max_steps, min_lr=cfg.min_lr
         )
-    return tri_stage_lr(step, peak=cfg.lr, total_steps=cfg.max_steps, fractions=cfg.tri_stage, min_lr=cfg.min_lr)
+    return tri_stage_lr(
+        step, peak=cfg.lr, total_steps=cfg.max_steps, fractions=cfg.tri_stage, min_lr=cfg.min_lr
+    )
 
 
 class StepScheduler:

@@ -20,7 +20,8 @@ FP = ModelFingerprint("image", 2, "tiny", "abc")
 
 
 def _draws(gen: torch.Generator) -> tuple:
-    return (random.random(), float(np.random.rand()), float(torch.rand(())), float(torch.rand((), generator=gen)))
+    torch_draw, gen_draw = float(torch.rand(())), float(torch.rand((), generator=gen))
+    return (random.random(), float(np.random.rand()), torch_draw, gen_draw)
 
 
 def _payload(model: torch.nn.Module, rng: dict, fingerprint: ModelFingerprint = FP) -> dict:

@@ -22,7 +22,7 @@ def test_repo_params_load_with_a_recipe_per_modality() -> None:
     for modality in ("image", "speech", "text"):
         cfg = params.pretrain.for_modality(modality)
         assert cfg.max_steps >= 1 and isinstance(cfg.betas, tuple)
-    assert params.pretrain.resolve_seed(params.seed) == (params.pretrain.seed if params.pretrain.seed is not None else params.seed)
+    assert params.pretrain.resolve_seed(7) == (7 if params.pretrain.seed is None else params.pretrain.seed)
 
 
 def test_range_errors_name_the_dotted_key(tmp_path) -> None:
@@ -39,5 +39,6 @@ def test_tri_stage_fractions_must_sum_to_one(tmp_path) -> None:
 
 def test_unknown_schedule_is_rejected(tmp_path) -> None:
     path = _write(tmp_path, lambda p: p["image"].update(schedule="linear"))
-    with pytest.raises(ConfigError, match=r"pretrain\.image\.schedule: expected one of \['cosine', 'tri_stage'\]"):
+    expected = r"pretrain\.image\.schedule: expected one of \['cosine', 'tri_stage'\]"
+    with pytest.raises(ConfigError, match=expected):
         load_params(path)
