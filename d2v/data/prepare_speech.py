@@ -28,6 +28,7 @@ from d2v.errors import D2VError
 
 MANIFEST_COLUMNS = ("id", "split", "speaker", "n_samples", "transcript", "shard", "offset")
 MIN_SECONDS = 0.5  # shorter chunks carry too little speech to mask spans in
+MAX_LABELLED_SECONDS = 40.0  # labelled audio is never chunked (it would split the transcript)
 
 
 @dataclass
@@ -86,8 +87,9 @@ def _asterisk_real(en_dir: Path, transcripts: dict[str, str]) -> list[Utterance]
     out = []
     for key, text in sorted(transcripts.items()):
         path = en_dir / f"{key}.g722"
-        if path.is_file():
-            out.append(Utterance(f"en/{key}", "asr_real", "asterisk-en", src.decode_g722(path), text))
+        audio = src.decode_g722(path) if path.is_file() else np.zeros(0, np.float32)
+        if MIN_SECONDS * SPEECH_SAMPLE_RATE <= len(audio) <= MAX_LABELLED_SECONDS * SPEECH_SAMPLE_RATE:
+            out.append(Utterance(f"en/{key}", "asr_real", "asterisk-en", audio, text))
     return out
 
 

@@ -67,9 +67,9 @@ def _embedded_tasks(cfg: TextConfig, seed: int, raw_dir, glosses, kjv) -> tuple[
     if not sdist.is_file():
         raise D2VError(f"{sdist}: missing; run the download stage (dvc repro download@text)")
     tasks = {
-        "sentiment": _sentiment(src.read_vader_movie_snippets(sdist), cfg, seed),
-        "paraphrase": _paraphrase(kjv, src.read_web(), cfg, seed),
-        "supersense": _supersense(glosses, cfg, seed),
+        "sentiment": _dedupe(_sentiment(src.read_vader_movie_snippets(sdist), cfg, seed)),
+        "paraphrase": _dedupe(_paraphrase(kjv, src.read_web(), cfg, seed)),
+        "supersense": _dedupe(_supersense(glosses, cfg, seed)),
     }
     meta = {
         "sentiment": {"num_classes": 2, "pair": False, "label_names": ["negative", "positive"]},
@@ -85,13 +85,26 @@ def _subsample(items: list, size: int, seed: int) -> list:
     return [items[i] for i in sorted(order)]
 
 
+def _dedupe(rows: list[Example]) -> list[Example]:
+    """Keep the first example of each (text_a, text_b): repeated texts (KJV formulae, shared
+    glosses) would otherwise sit on both sides of a split, sometimes with different labels."""
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for row in rows:
+        if (row[2], row[3]) not in seen:
+            seen.add((row[2], row[3]))
+            kept.append(row)
+    return kept
+
+
 def _split(key: str, cfg: TextConfig, seed: int) -> str:
+    """Splits are keyed by the text itself, so equal texts always land in the same split."""
     return assign_split(key, seed, cfg.valid_fraction, cfg.test_fraction)
 
 
 def _sentiment(snippets: list[tuple[str, str, float]], cfg: TextConfig, seed: int) -> list[Example]:
     usable = [(i, t, s) for i, t, s in snippets if s != 0 and t]  # neutral snippets have no label
-    return [(i, _split(i, cfg, seed), t, "", int(s > 0)) for i, t, s in _subsample(usable, cfg.task_size, seed)]
+    return [(i, _split(t, cfg, seed), t, "", int(s > 0)) for i, t, s in _subsample(usable, cfg.task_size, seed)]
 
 
 def _paraphrase(kjv: dict, web: dict, cfg: TextConfig, seed: int) -> list[Example]:
@@ -102,7 +115,7 @@ def _paraphrase(kjv: dict, web: dict, cfg: TextConfig, seed: int) -> list[Exampl
     rows: list[Example] = []
     for book, chapter, verse in anchors:
         anchor_id = f"{book.replace(' ', '')}.{chapter}.{verse}"
-        split = _split(anchor_id, cfg, seed)
+        split = _split(kjv[(book, chapter, verse)], cfg, seed)
         rows.append((f"{anchor_id}+", split, kjv[(book, chapter, verse)], web[(book, chapter, verse)], 1))
         offsets = [d for d in range(-cfg.paraphrase_negative_window, cfg.paraphrase_negative_window + 1)
                    if d and (book, chapter, verse + d) in web]  # fmt: skip
@@ -113,4 +126,4 @@ def _paraphrase(kjv: dict, web: dict, cfg: TextConfig, seed: int) -> list[Exampl
 
 
 def _supersense(glosses: list, cfg: TextConfig, seed: int) -> list[Example]:
-    return [(g.key, _split(g.key, cfg, seed), g.text, "", g.lexfile) for g in _subsample(glosses, cfg.task_size, seed)]
+    return [(g.key, _split(g.text, cfg, seed), g.text, "", g.lexfile) for g in _subsample(glosses, cfg.task_size, seed)]
