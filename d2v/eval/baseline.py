@@ -59,6 +59,35 @@ def _metric(result: EvalResult, metric: str, task: str, which: str) -> float:
     return float(result.metrics[metric])
 
 
+def make_record(
+    task: str,
+    metric: str,
+    pretrained: EvalResult,
+    random_init: EvalResult,
+    wall_time_s: float,
+    n_test: int | None = None,
+) -> BaselineRecord:
+    """The record comparing two finished runs on one metric (several metrics can share the runs).
+
+    n_test overrides the result's test size for metrics scored on another split.
+    """
+    if (pretrained.n_train, pretrained.n_test) != (random_init.n_train, random_init.n_test):
+        raise D2VError(f"{task}: pretrained and random-init runs saw different data; the comparison would be unfair")
+    score = _metric(pretrained, metric, task, "pretrained")
+    baseline = _metric(random_init, metric, task, "random-init")
+    return BaselineRecord(
+        task=task,
+        metric=metric,
+        higher_is_better=metric.rsplit("_", 1)[-1] not in LOWER_IS_BETTER,
+        pretrained=score,
+        random_init=baseline,
+        delta=score - baseline,
+        n_train=pretrained.n_train,
+        n_test=pretrained.n_test if n_test is None else n_test,
+        wall_time_s=round(wall_time_s, 3),
+    )
+
+
 def compare_with_random_init(
     task: str,
     metric: str,
@@ -79,21 +108,7 @@ def compare_with_random_init(
     baseline_encoder = random_init()
     torch.manual_seed(seed)
     baseline_result = evaluate(baseline_encoder)
-    elapsed = time.perf_counter() - start
-    if (pretrained_result.n_train, pretrained_result.n_test) != (baseline_result.n_train, baseline_result.n_test):
-        raise D2VError(f"{task}: pretrained and random-init runs saw different data; the comparison would be unfair")
-    score, baseline = _metric(pretrained_result, metric, task, "pretrained"), _metric(baseline_result, metric, task, "random-init")
-    record = BaselineRecord(
-        task=task,
-        metric=metric,
-        higher_is_better=metric.rsplit("_", 1)[-1] not in LOWER_IS_BETTER,
-        pretrained=score,
-        random_init=baseline,
-        delta=score - baseline,
-        n_train=pretrained_result.n_train,
-        n_test=pretrained_result.n_test,
-        wall_time_s=round(elapsed, 3),
-    )
+    record = make_record(task, metric, pretrained_result, baseline_result, time.perf_counter() - start)
     return record, pretrained_result, baseline_result
 
 

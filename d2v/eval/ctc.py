@@ -172,11 +172,13 @@ def ctc_finetune(
 
     hypotheses, references = transcribe(model, test_set, vocab, collate, where)
     metrics = {"wer": word_error_rate(references, hypotheses), "cer": character_error_rate(references, hypotheses)}
+    extra_sizes: dict[str, int] = {}
     for name in extra_test_splits:
         if name in splits and len(splits[name]) > 0:  # type: ignore[arg-type]
             hyp, ref = transcribe(model, splits[name], vocab, collate, where)
             metrics[f"{name}_wer"] = word_error_rate(ref, hyp)
             metrics[f"{name}_cer"] = character_error_rate(ref, hyp)
+            extra_sizes[name] = len(ref)
     return EvalResult(
         metrics=metrics,
         n_train=len(train_set),  # type: ignore[arg-type]
@@ -184,4 +186,5 @@ def ctc_finetune(
         predictions=hypotheses,
         references=references,
         train_losses=losses,
+        extra_test_sizes=extra_sizes,
     )

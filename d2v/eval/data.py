@@ -31,6 +31,7 @@ class EvalResult:
     predictions: list[Any] = field(default_factory=list)  # class ids, regression values or strings
     references: list[Any] = field(default_factory=list)  # the matching gold labels / transcripts
     train_losses: list[float] = field(default_factory=list)  # one per update, in order
+    extra_test_sizes: dict[str, int] = field(default_factory=dict)  # split -> examples, for extra test splits
 
 
 def get_split(splits: Mapping[str, Dataset], name: str, where: str = "splits") -> Dataset:

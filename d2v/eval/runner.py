@@ -1,0 +1,126 @@
+"""One call per modality: every evaluation of that modality, pretrained and random init, files written.
+
+These are what the `evaluate@<modality>` stage calls once it has loaded the checkpoint (the
+pretrained encoder), a factory for the same architecture with fresh weights, and the prepared
+splits from d2v/data. Each returns its records (see d2v.eval.baseline for the keys) and writes
+`<out_dir>/<modality>.json`; the image run also writes `<out_dir>/image_confusion.csv`.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from torch.utils.data import Dataset
+
+from d2v.core.types import FeatureEncoder
+from d2v.errors import D2VError
+from d2v.eval.augment import ImageAugment
+from d2v.eval.baseline import BaselineRecord, compare_with_random_init, make_record, write_confusion_csv, write_eval_metrics
+from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
+from d2v.eval.ctc import ctc_finetune
+from d2v.eval.data import Collate, EvalResult
+from d2v.eval.finetune import finetune
+from d2v.eval.linear_probe import linear_probe
+from d2v.eval.metrics import glue_average, glue_task_kind, glue_task_metrics
+
+EncoderFactory = Callable[[], FeatureEncoder]
+Splits = Mapping[str, Dataset]
+
+
+def evaluate_image(
+    pretrained: FeatureEncoder,
+    random_init: EncoderFactory,
+    splits: Splits,
+    cfg: ImageEvalConfig,
+    out_dir: str | Path,
+    class_names: Sequence[str] | None = None,
+) -> list[BaselineRecord]:
+    """Linear probe (the main task) and fine-tuning; confusion matrix of the pretrained probe."""
+    common = dict(splits=splits, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed)
+    probe, probe_result, _ = compare_with_random_init(
+        "linear_probe", "top1", partial(linear_probe, cfg=cfg.linear_probe, **common), pretrained, random_init, cfg.seed
+    )
+    tuned = compare_with_random_init(
+        "finetune",
+        "top1",
+        partial(finetune, cfg=cfg.finetune, augment=ImageAugment(cfg.augment), where="image fine-tuning", **common),
+        pretrained,
+        random_init,
+        cfg.seed,
+    )[0]
+    out_dir = Path(out_dir)
+    write_confusion_csv(out_dir / "image_confusion.csv", probe_result.references, probe_result.predictions, class_names)
+    records = [probe, tuned]
+    write_eval_metrics(out_dir / "image.json", records)
+    return records
+
+
+def glue_task(
+    encoder: FeatureEncoder, splits: Splits, task: str, cfg: TextEvalConfig, collate: Collate | None
+) -> EvalResult:
+    """Fine-tune on one task and score it as GLUE does (`score` = the task's primary number)."""
+    result = finetune(
+        encoder, splits, cfg.finetune, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed,
+        collate=collate, where=f"text task {task}",
+    )
+    regression = "pearson" in result.metrics
+    result.metrics = glue_task_metrics(glue_task_kind(task, regression), result.predictions, result.references)
+    return result
+
+
+def evaluate_text(
+    pretrained: FeatureEncoder,
+    random_init: EncoderFactory,
+    task_splits: Mapping[str, Splits],
+    cfg: TextEvalConfig,
+    out_dir: str | Path,
+    collate: Collate | None = None,
+) -> list[BaselineRecord]:
+    """Every task in cfg.tasks, then their GLUE-style average (the main record, listed first)."""
+    missing = [task for task in cfg.tasks if task not in task_splits]
+    if missing:
+        raise D2VError(f"text evaluation: no data for task(s) {missing} (have: {', '.join(task_splits) or 'none'})")
+    records = []
+    for task in cfg.tasks:
+        evaluate = partial(glue_task, splits=task_splits[task], task=task, cfg=cfg, collate=collate)
+        records.append(compare_with_random_init(task, "score", evaluate, pretrained, random_init, cfg.seed)[0])
+    pretrained_avg = glue_average({r.task: r.pretrained for r in records})
+    random_avg = glue_average({r.task: r.random_init for r in records})
+    average = BaselineRecord(
+        task="average",
+        metric="score",
+        higher_is_better=True,
+        pretrained=pretrained_avg,
+        random_init=random_avg,
+        delta=pretrained_avg - random_avg,
+        n_train=sum(r.n_train for r in records),
+        n_test=sum(r.n_test for r in records),
+        wall_time_s=round(sum(r.wall_time_s for r in records), 3),
+    )
+    records.insert(0, average)
+    write_eval_metrics(Path(out_dir) / "text.json", records)
+    return records
+
+
+def evaluate_speech(
+    pretrained: FeatureEncoder,
+    random_init: EncoderFactory,
+    splits: Splits,
+    cfg: SpeechEvalConfig,
+    out_dir: str | Path,
+    collate: Collate | None = None,
+    extra_test_splits: Sequence[str] = (),
+) -> list[BaselineRecord]:
+    """CTC fine-tuning: WER (main) and CER on "test", plus each extra test split that exists."""
+    evaluate = partial(ctc_finetune, splits=splits, cfg=cfg, collate=collate, extra_test_splits=extra_test_splits)
+    main, ours, theirs = compare_with_random_init("ctc", "wer", evaluate, pretrained, random_init, cfg.seed)
+    records = [main]
+    for metric in ours.metrics:  # the same two runs, scored on other metrics and extra test splits
+        if metric != "wer":
+            split = metric.rsplit("_", 1)[0] if "_" in metric else None
+            n_test = ours.extra_test_sizes.get(split) if split else None
+            records.append(make_record(f"ctc_{metric}", metric, ours, theirs, main.wall_time_s, n_test=n_test))
+    write_eval_metrics(Path(out_dir) / "speech.json", records)
+    return records

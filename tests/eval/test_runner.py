@@ -1,0 +1,76 @@
+"""The per-modality runners: both runs, the records, and the files the DVC stages declare."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from torch.utils.data import Subset
+
+from d2v.errors import D2VError
+from d2v.eval.config import (
+    FinetuneConfig, ImageAugmentConfig, ImageEvalConfig, LinearProbeConfig, SpeechEvalConfig, TextEvalConfig,
+)
+from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
+
+from conftest import DictDataset, FrameEmbed, PatchEmbed, StandInEncoder, TokenEmbed
+from test_ctc import pad_collate, synthetic_speech
+
+FT = FinetuneConfig(
+    epochs=1, lr=3e-3, batch_size=32, weight_decay=0.0, layer_decay=0.8, label_smoothing=0.0,
+    warmup_fraction=0.0, n_train=None,
+)
+
+
+def test_evaluate_image_writes_metrics_and_confusion(tmp_path, image_splits) -> None:
+    cfg = ImageEvalConfig(
+        pooling="mean", n_test=40, seed=0,
+        linear_probe=LinearProbeConfig(epochs=5, lr=0.05, batch_size=0, weight_decay=0.0, n_train=64),
+        finetune=FinetuneConfig(**{**FT.__dict__, "n_train": 64}),
+        augment=ImageAugmentConfig(random_resized_crop=True, crop_scale_min=0.8, hflip=False),
+    )
+    torch.manual_seed(0)
+    pretrained = StandInEncoder(PatchEmbed(1, 16, 4), 16, 2)
+    records = evaluate_image(pretrained, lambda: StandInEncoder(PatchEmbed(1, 16, 4), 16, 2), image_splits, cfg, tmp_path)
+    assert [r.task for r in records] == ["linear_probe", "finetune"]
+    written = json.loads((tmp_path / "image.json").read_text())
+    assert written["linear_probe"]["n_train"] == 64 and written["linear_probe"]["n_test"] == 40
+    rows = list(csv.DictReader((tmp_path / "image_confusion.csv").open()))
+    assert len(rows) == 40 and set(rows[0]) == {"actual", "predicted"}
+
+
+def text_task(regression: bool) -> dict:
+    generator = torch.Generator().manual_seed(int(regression))
+    tokens = torch.randint(5, 9, (96, 8), generator=generator)
+    count = (tokens == 7).sum(1)
+    labels = count.float() / 8 if regression else (count >= 2).long()
+    data = DictDataset(tokens=tokens, padding_mask=torch.zeros(96, 8, dtype=torch.bool), label=labels)
+    return {"train": Subset(data, range(64)), "test": Subset(data, range(64, 96))}
+
+
+def test_evaluate_text_scores_glue_style_with_average(tmp_path) -> None:
+    cfg = TextEvalConfig(tasks=("sst2", "STS-B"), pooling="mean", max_len=8, n_test=None, seed=0, finetune=FT)
+    factory = lambda: StandInEncoder(TokenEmbed(32, 16), 16, 2, with_cls=False)  # noqa: E731
+    splits = {"sst2": text_task(False), "STS-B": text_task(True)}
+    records = evaluate_text(factory(), factory, splits, cfg, tmp_path)
+    assert [r.task for r in records] == ["average", "sst2", "STS-B"]
+    assert records[0].pretrained == pytest.approx((records[1].pretrained + records[2].pretrained) / 2)
+    assert json.loads((tmp_path / "text.json").read_text())["average"]["metric"] == "score"
+    with pytest.raises(D2VError, match=r"no data for task\(s\) \['STS-B'\]"):
+        evaluate_text(factory(), factory, {"sst2": splits["sst2"]}, cfg, tmp_path)
+
+
+def test_evaluate_speech_records_wer_cer_and_extra_split(tmp_path) -> None:
+    cfg = SpeechEvalConfig(
+        steps=4, lr=1e-3, batch_size=4, weight_decay=0.0, freeze_feature_encoder=True, freeze_encoder_steps=0,
+        tri_stage=(0.25, 0.25, 0.5), init_lr_scale=0.01, final_lr_scale=0.05, n_train=None, n_test=None, seed=0,
+    )
+    factory = lambda: StandInEncoder(FrameEmbed(32, 8), 32, 1, with_cls=False)  # noqa: E731
+    splits = {"train": synthetic_speech(8, 1), "test": synthetic_speech(6, 2), "asr_real": synthetic_speech(3, 3)}
+    records = evaluate_speech(factory(), factory, splits, cfg, tmp_path, pad_collate, extra_test_splits=("asr_real",))
+    by_task = {r.task: r for r in records}
+    assert list(by_task) == ["ctc", "ctc_cer", "ctc_asr_real_wer", "ctc_asr_real_cer"]
+    assert not by_task["ctc"].higher_is_better and by_task["ctc_asr_real_wer"].n_test == 3
+    assert set(json.loads((tmp_path / "speech.json").read_text())) == set(by_task)
