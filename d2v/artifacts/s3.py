@@ -89,6 +89,10 @@ class S3Backend:
         self.cfg = cfg
         self.uri = cfg.uri.rstrip("/")
         self.bucket, self.prefix = parse_s3_uri(cfg.uri)
+        if cfg.multipart_chunk_mb < 5 or cfg.multipart_threshold_mb < 5:
+            raise ArtifactError(
+                f"artifacts.multipart_chunk_mb / multipart_threshold_mb: {cfg.multipart_chunk_mb} / "
+                f"{cfg.multipart_threshold_mb}: expected >= 5 (S3's minimum part size is 5 MiB)")
         self.client = make_client(cfg)
         self.transfer = TransferConfig(
             multipart_threshold=cfg.multipart_threshold_mb * _MIB,
