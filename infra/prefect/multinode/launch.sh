@@ -34,11 +34,22 @@ done
 # JOB_NAME becomes a DNS label (<job>-<index>.<job>): lower-case alphanumerics and '-', <= 55 chars.
 [[ "$JOB_NAME" =~ ^[a-z0-9]([-a-z0-9]{0,53}[a-z0-9])?$ ]] \
     || fail "JOB_NAME '$JOB_NAME' must be a DNS label: [a-z0-9-], at most 55 characters"
-command -v envsubst >/dev/null || fail "envsubst not found (Debian/Ubuntu package gettext-base)"
+command -v python3 >/dev/null || fail "python3 not found (it renders the manifest)"
 
 export "${TEMPLATE_VARS[@]}"
-# Substitute only our variables, so a stray $WORD elsewhere in the manifest is never blanked.
-rendered="$(envsubst "$(printf '${%s} ' "${TEMPLATE_VARS[@]}")" < "$here/torchrun-job.yaml")"
+# Substitute only our variables (string.Template, the ${VAR} syntax of the manifest); anything left
+# as ${...} afterwards is a typo in the manifest and stops the launch.
+rendered="$(python3 - "$here/torchrun-job.yaml" "${TEMPLATE_VARS[@]}" <<'PY'
+import os, re, string, sys
+path, names = sys.argv[1], sys.argv[2:]
+with open(path) as f:
+    text = string.Template(f.read()).safe_substitute({name: os.environ[name] for name in names})
+left = sorted(set(re.findall(r"\$\{(\w+)\}", text)))
+if left:
+    sys.exit(f"launch.sh: {path}: undeclared variables {left} (add them to TEMPLATE_VARS)")
+print(text, end="")
+PY
+)"
 
 if [[ "${RENDER_ONLY:-0}" == 1 ]]; then
     printf '%s\n' "$rendered"
