@@ -6,6 +6,7 @@ stays frozen, the lr follows the tri-stage schedule, and test utterances are dec
 (best letter per frame, repeats collapsed, blanks dropped) and scored by WER and CER.
 
 Batches carry the waveform keys of d2v.core.types plus "transcript": a list of B strings.
+`with_transcripts` adds that key to a collate that only stacks waveforms (d2v.data's SpeechCollate).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Iterator, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from d2v.core.types import Batch, FeatureEncoder
 from d2v.errors import D2VError
@@ -57,6 +58,27 @@ class LetterVocabulary:
     def decode(self, ids: Sequence[int]) -> str:
         letters = "".join(self.symbols[i] for i in ids if i != self.blank)
         return " ".join(letters.replace(WORD_SEPARATOR, " ").split())
+
+
+def _item_transcript(item: object) -> str:
+    text = item.get("transcript") if isinstance(item, Mapping) else item[1]  # type: ignore[index]
+    if not isinstance(text, str):
+        raise D2VError(f"speech recognition: an utterance has no transcript (got {text!r})")
+    return text
+
+
+def with_transcripts(collate: Collate | None) -> Collate:
+    """Wrap a waveform collate so batches also carry "transcript" (items: dicts, or tuples with the
+    transcript second, as d2v.data's SpeechDataset yields (waveform, transcript, speaker))."""
+    base = collate or default_collate
+
+    def collate_with_transcripts(items: list) -> Batch:
+        batch = dict(base(items))
+        if "transcript" not in batch:
+            batch["transcript"] = [_item_transcript(item) for item in items]  # type: ignore[assignment]
+        return batch
+
+    return collate_with_transcripts
 
 
 def greedy_decode(log_probs: Tensor, lengths: Tensor, blank: int = 0) -> list[list[int]]:
@@ -153,6 +175,7 @@ def ctc_finetune(
     """
     train_set = take_subset(get_split(splits, "train", where), cfg.n_train, cfg.seed)
     test_set = take_subset(get_split(splits, "test", where), cfg.n_test, cfg.seed + 1)
+    collate = with_transcripts(collate)
     vocab = LetterVocabulary()
     torch.manual_seed(cfg.seed)
     model = CtcModel(copy.deepcopy(encoder), encoder.embed_dim, len(vocab))  # type: ignore[arg-type]

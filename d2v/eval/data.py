@@ -76,12 +76,12 @@ def labels_of(batch: Batch, where: str = "batch") -> Tensor:
     return batch["label"]
 
 
-def collect_labels(dataset: Dataset, where: str) -> Tensor:
-    """All labels of a labelled split, item by item (no collate, so no padding work)."""
-    labels = [torch.as_tensor(dataset[i]["label"]) for i in range(len(dataset))]  # type: ignore[arg-type]
-    if not labels:
+def collect_labels(dataset: Dataset, where: str, collate: Collate | None = None) -> Tensor:
+    """All labels of a labelled split, read through the readers' collate (items may be tuples)."""
+    if len(dataset) == 0:  # type: ignore[arg-type]
         raise D2VError(f"{where}: empty label set")
-    return torch.stack(labels)
+    loader = make_loader(dataset, 256, shuffle=False, seed=0, collate=collate)
+    return torch.cat([labels_of(batch, where) for batch in loader])
 
 
 def num_classes_of(labels: Tensor, where: str) -> int:

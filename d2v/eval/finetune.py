@@ -159,7 +159,7 @@ def finetune(
     """Fine-tune a copy of `encoder` on splits["train"]; score splits["test"]."""
     train_set = take_subset(get_split(splits, "train", where), cfg.n_train, seed)
     test_set = take_subset(get_split(splits, "test", where), n_test, seed + 1)
-    train_labels = collect_labels(train_set, f"{where}: train split")
+    train_labels = collect_labels(train_set, f"{where}: train split", collate)
     regression = train_labels.is_floating_point()
     outputs = 1 if regression else num_classes_of(train_labels, f"{where}: train split")
 

@@ -100,3 +100,16 @@ def test_ctc_errors(speech_encoder_factory) -> None:
     silent = DictDataset(waveform=[torch.zeros(64)] * 2, transcript=["42 !", "?"])
     with pytest.raises(D2VError, match="empty transcript"):
         ctc_finetune(speech_encoder_factory(0, FRAME), {"train": silent, "test": silent}, speech_cfg(steps=1), collate=pad_collate)
+
+
+def test_with_transcripts_reads_tuple_items() -> None:
+    """d2v.data's SpeechDataset yields (waveform, transcript, speaker); its collate drops the text."""
+    from d2v.eval.ctc import with_transcripts
+
+    def waveform_only(items: list) -> dict:
+        return {"waveform": torch.stack([torch.as_tensor(w) for w, _, _ in items])}
+
+    batch = with_transcripts(waveform_only)([(torch.zeros(4), "Hello", "slt"), (torch.ones(4), "World", "awb")])
+    assert batch["transcript"] == ["Hello", "World"] and batch["waveform"].shape == (2, 4)
+    with pytest.raises(D2VError, match="no transcript"):
+        with_transcripts(waveform_only)([(torch.zeros(4), None, "slt")])
