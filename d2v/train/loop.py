@@ -112,6 +112,8 @@ def pretrain(
 ) -> dict[str, Any]:
     """Train `model` for `cfg.max_steps` updates; return the summary (also written by rank 0)."""
     validate_train_config(cfg, f"pretrain.{modality}")
+    if not callable(getattr(model, "ema_step", None)):
+        raise D2VError(f"pretrain: {type(model).__name__} has no ema_step(); it is not a data2vec model")
     trainer, state = _setup(model, cfg, fingerprint, seed, paths, env, resume)
     sampler = ResumableSampler(_sized(dataset), env, seed, cfg.batch_size)
     if sampler.batches_per_epoch() < 1:

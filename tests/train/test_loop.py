@@ -95,6 +95,11 @@ def test_dataset_smaller_than_a_batch_is_a_user_error(tmp_path) -> None:
         )
 
 
+def test_a_model_without_ema_step_is_refused(tmp_path) -> None:
+    with pytest.raises(D2VError, match="Linear has no ema_step"):
+        _run(tmp_path, torch.nn.Linear(8, 8), max_steps=1)
+
+
 def test_resume_refuses_a_checkpoint_of_another_preset(tmp_path) -> None:
     _run(tmp_path, StandInModel(), max_steps=2)
     other = ModelFingerprint("image", 2, "base", "f" * 16)
