@@ -1,0 +1,107 @@
+"""The data stages as functions of the `data` params slice: download, prepare, tokenize, validate.
+
+Called by `d2v data <action> <modality>` (and so by dvc.yaml and Prefect); one code path.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from d2v.data.config import DataConfig
+from d2v.data.download import download, extract, pip_download_sdist, sha256_file
+from d2v.data.io import atomic_dir, write_json
+from d2v.errors import D2VError
+
+MODALITIES = ("image", "speech", "text")
+CACHE_DIR = Path("data/cache")  # survives DVC's removal of stage outputs; never a DVC output
+
+
+def run_download(cfg: DataConfig, modality: str) -> dict:
+    """Fetch what a source needs into <raw_dir>/<modality> and record the inputs in sources.json."""
+    with atomic_dir(Path(cfg.raw_dir) / modality) as staging:
+        record = {"image": _download_image, "speech": _download_speech, "text": _download_text}[modality](cfg, staging)
+        write_json(staging / "sources.json", record)
+    return record
+
+
+def _download_image(cfg: DataConfig, out: Path) -> dict:
+    if cfg.image.source == "imagenet":
+        # ImageNet's licence forbids automatic download: the stage records what the user provides.
+        return {"source": "imagenet", "root": cfg.image.imagenet.root}
+    root = Path(cfg.image.fashion_mnist_dir)
+    files = sorted(root.glob("*-ubyte.gz"))
+    if len(files) != 4:
+        raise D2VError(f"{root}: expected the 4 Fashion-MNIST IDX files (apt-get install dataset-fashion-mnist)")
+    return {"source": "embedded", "files": {p.name: sha256_file(p) for p in files}}
+
+
+def _download_text(cfg: DataConfig, out: Path) -> dict:
+    t = cfg.text
+    if t.source == "glue":
+        digests = {}
+        for task in t.glue.tasks:
+            cached = CACHE_DIR / "glue" / f"{task}.zip"
+            digests[task] = download(f"{t.glue.base_url}/{task}.zip", cached, t.glue.sha256.get(task, ""))
+            (out / "glue").mkdir(exist_ok=True)
+            shutil.copy2(cached, out / "glue" / f"{task}.zip")
+        return {"source": "glue", "sha256": digests}
+    sdist = pip_download_sdist("vaderSentiment", t.vader_version, t.vader_sha256, CACHE_DIR / "pypi")
+    shutil.copy2(sdist, out / sdist.name)
+    return {"source": "embedded", "vader_sdist": {sdist.name: t.vader_sha256},
+            "packages": _debian_versions(["wordnet-base", "fortunes", "bible-kjv", "sword-text-web"])}  # fmt: skip
+
+
+def _download_speech(cfg: DataConfig, out: Path) -> dict:
+    s = cfg.speech
+    if s.source == "librispeech":
+        ls = s.librispeech
+        digests = {}
+        for subset in sorted({*ls.pretrain, *ls.asr_train, *ls.asr_valid, *ls.asr_test}):
+            cached = CACHE_DIR / "librispeech" / f"{subset}.tar.gz"
+            digests[subset] = download(f"{ls.base_url}/{subset}.tar.gz", cached, ls.md5.get(subset, ""), "md5")
+            extract(cached, out / "librispeech")
+        return {"source": "librispeech", "md5": digests}
+    packages = [f"asterisk-core-sounds-{lang}-g722" for lang in s.pretrain_languages] + ["flite"]
+    return {"source": "embedded", "packages": _debian_versions(packages)}
+
+
+def _debian_versions(packages: list[str]) -> dict[str, str]:
+    """Installed versions (the embedded sources are Debian packages); '' when dpkg is absent."""
+    versions = {}
+    for pkg in packages:
+        try:
+            done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkg], capture_output=True, text=True)
+            versions[pkg] = done.stdout.strip() if done.returncode == 0 else "not installed"
+        except FileNotFoundError:
+            versions[pkg] = ""
+    return versions
+
+
+def run_prepare(cfg: DataConfig, modality: str, seed: int) -> dict:
+    if modality == "image":
+        from d2v.data.prepare_image import prepare_image
+
+        return prepare_image(cfg.image, seed, Path(cfg.prepared_dir) / "image")
+    if modality == "speech":
+        from d2v.data.prepare_speech import prepare_speech
+
+        return prepare_speech(cfg.speech, seed, cfg.raw_dir, cfg.text.wordnet_dir, Path(cfg.prepared_dir) / "speech")
+    from d2v.data.prepare_text import prepare_text
+
+    return prepare_text(cfg.text, seed, cfg.raw_dir, Path(cfg.interim_dir) / "text")
+
+
+def run_tokenize(cfg: DataConfig, seed: int) -> dict:
+    from d2v.data.tokenizer import tokenize
+
+    return tokenize(Path(cfg.interim_dir) / "text", Path(cfg.prepared_dir) / "text",
+                    cfg.text.vocab_size, cfg.text.tokenizer_sentences, seed)  # fmt: skip
+
+
+def run_validate(cfg: DataConfig, modality: str) -> dict:
+    from d2v.data.validate import validate
+
+    report = Path(cfg.reports_dir) / f"{modality}.json"
+    return validate(modality, Path(cfg.prepared_dir) / modality, report, cfg.speech.max_seconds)
