@@ -1,0 +1,139 @@
+"""One pretraining run for one modality: prepared data + model preset + recipe -> checkpoint, metrics.
+
+This binds the pieces the `pretrain@<modality>` stage needs (entry point: `d2v pretrain`):
+the data readers of `d2v.data`, the model builder of `d2v.models` and the loop of `d2v.train.loop`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from d2v.config import ModelChoice
+from d2v.core.data2vec import Data2Vec
+from d2v.core.types import PAD_ID
+from d2v.data.datasets import ImageCollate, ImageDataset, SpeechDataset, TextBlockDataset
+from d2v.errors import D2VError
+from d2v.models import build_model, model_spec
+from d2v.train.checkpoint import ModelFingerprint
+from d2v.train.config import TrainConfig
+from d2v.train.distributed import init_distributed
+from d2v.train.loop import RunPaths, pretrain
+
+PRETRAIN_SPLIT = "train"
+
+
+@dataclass(frozen=True)
+class PretrainData:
+    dataset: Dataset
+    collate: Callable[[list[Any]], dict[str, torch.Tensor]]
+
+
+def build_pretraining_model(modality: str, choice: ModelChoice, data_root: Path) -> Data2Vec:
+    """The preset's model; text takes its vocabulary size from the prepared tokenizer."""
+    vocab_size = text_vocab_size(data_root) if modality == "text" else None
+    return build_model(model_spec(modality, choice, vocab_size=vocab_size))
+
+
+def text_vocab_size(data_root: Path) -> int:
+    meta_path = data_root / "meta.json"
+    if not meta_path.is_file():
+        raise D2VError(f"{meta_path}: not found (run the tokenize stage first)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if "vocab_size" not in meta:
+        raise D2VError(f"{meta_path}: no 'vocab_size' key")
+    return int(meta["vocab_size"])
+
+
+def pretraining_data(modality: str, data_root: Path, model: Data2Vec, max_speech_seconds: float) -> PretrainData:
+    if modality == "image":
+        return _image_data(data_root, model)
+    if modality == "speech":
+        return PretrainData(SpeechDataset(data_root, PRETRAIN_SPLIT), CropToShortest(int(max_speech_seconds * 16_000)))
+    if modality == "text":
+        assert model.spec.text is not None
+        dataset = TextBlockDataset(data_root, PRETRAIN_SPLIT, model.spec.text.max_positions)
+        return PretrainData(dataset, stack_text_blocks)
+    raise D2VError(f"unknown modality {modality!r}")
+
+
+def _image_data(data_root: Path, model: Data2Vec) -> PretrainData:
+    assert model.spec.image is not None
+    meta = json.loads((data_root / "meta.json").read_text(encoding="utf-8"))
+    if int(meta["channels"]) != model.spec.image.in_chans:
+        raise D2VError(
+            f"{data_root / 'meta.json'}: images have {meta['channels']} channels but model.image expects "
+            f"{model.spec.image.in_chans} (set model.image.overrides.image.in_chans)"
+        )
+    # data2vec 2.0 / MAE augmentation: one random resized crop + flip, seen by student and teacher.
+    augment = v2.Compose(
+        [v2.RandomResizedCrop(model.spec.image.image_size, scale=(0.2, 1.0), antialias=True), v2.RandomHorizontalFlip()]
+    )
+    dataset = ImageDataset(data_root, PRETRAIN_SPLIT, transform=lambda hwc: _augment_hwc(hwc, augment))
+    return PretrainData(dataset, ImageCollate(meta["mean"], meta["std"]))
+
+
+def _augment_hwc(image: np.ndarray, augment: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (C, H, W) uint8
+    return augment(chw).permute(1, 2, 0).numpy()
+
+
+class CropToShortest:
+    """Speech pretraining batches as in fairseq: every utterance randomly cropped to the shortest in
+    the batch (capped at `max_samples`), so there is no padding. Crop offsets come from torch's
+    global RNG, which checkpoints save, so a resumed run crops exactly as an uninterrupted one."""
+
+    def __init__(self, max_samples: int) -> None:
+        self.max_samples = max_samples
+
+    def __call__(self, items: list[tuple[np.ndarray, Any, Any]]) -> dict[str, torch.Tensor]:
+        waves = [np.asarray(w) for w, _, _ in items]
+        length = min(min(map(len, waves)), self.max_samples)
+        batch = torch.empty(len(waves), length)  # (B, S)
+        for b, wave in enumerate(waves):
+            start = int(torch.randint(0, len(wave) - length + 1, ()))
+            batch[b] = torch.from_numpy(wave[start : start + length])
+        return {"waveform": batch}
+
+
+def stack_text_blocks(items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    tokens = torch.stack(items)  # (B, T)
+    return {"tokens": tokens, "padding_mask": tokens.eq(PAD_ID)}
+
+
+def run_pretraining(
+    modality: str,
+    choice: ModelChoice,
+    cfg: TrainConfig,
+    *,
+    data_root: Path,
+    checkpoint: Path,
+    metrics_dir: Path,
+    seed: int,
+    max_speech_seconds: float,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Pretrain one modality; returns the summary that `metrics/pretrain/<modality>.json` holds."""
+    torch.manual_seed(seed)  # the model's initial weights
+    model = build_pretraining_model(modality, choice, data_root)
+    data = pretraining_data(modality, data_root, model, max_speech_seconds)
+    fingerprint = ModelFingerprint.of(modality, choice.version, choice.preset, model.spec)
+    return pretrain(
+        model,
+        data.dataset,
+        cfg,
+        modality=modality,
+        fingerprint=fingerprint,
+        seed=seed,
+        paths=RunPaths(checkpoint=checkpoint, metrics_dir=metrics_dir),
+        env=init_distributed(),
+        collate_fn=data.collate,
+        resume=resume,
+    )
