@@ -1,0 +1,84 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from d2v.core.types import BOS_ID, EOS_ID, MASK_ID, PAD_ID
+from d2v.data.datasets import SpeechCollate, TextBlockDataset, TextCollate
+from d2v.data.prepare_text import _dedupe
+from d2v.data.sources.speech import read_audio
+from d2v.data.sources.text import parse_kjv, parse_web
+from d2v.data.tokenizer import load_tokenizer, tokenize
+from d2v.errors import D2VError
+
+WORDS = "the quick brown fox jumps over a lazy dog while seven bright stars shine above quiet hills".split()
+
+
+@pytest.fixture(scope="module")
+def text_root(tmp_path_factory) -> Path:
+    interim = tmp_path_factory.mktemp("interim")
+    rng = np.random.default_rng(0)
+    lines = [" ".join(rng.choice(WORDS, 8)) for _ in range(300)]
+    (interim / "corpus-train.txt").write_text("\n".join(lines) + "\n")
+    (interim / "corpus-valid.txt").write_text("\n".join(lines[:5]) + "\n")
+    (interim / "tasks").mkdir()
+    (interim / "tasks" / "pairs.csv").write_text("id,split,text_a,text_b,label\n1,test,a fox,the dog,1\n")
+    tasks = {"pairs": {"num_classes": 2, "pair": True, "label_names": ["no", "yes"]}}
+    (interim / "meta.json").write_text(json.dumps({"tasks": tasks, "source": "test"}))
+    out = tmp_path_factory.mktemp("prepared") / "text"
+    tokenize(interim, out, 400, 0, 0)  # byte fallback alone takes 256 ids
+    return out
+
+
+def test_tokenizer_has_fixed_special_ids(text_root):
+    sp = load_tokenizer(text_root)
+    assert (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.piece_to_id("<mask>")) == (0, 1, 2, 3, MASK_ID)
+    assert sp.decode(sp.encode("quick brown fox")) == "quick brown fox"
+
+
+def test_text_blocks_and_pair_collate(text_root):
+    blocks = TextBlockDataset(text_root, "train", 16)
+    assert len(blocks) > 10 and blocks[3][0].item() == BOS_ID and blocks[3].shape == (16,)
+    assert int(blocks[len(blocks) - 1].max()) < load_tokenizer(text_root).get_piece_size()
+    batch = TextCollate(max_length=8)([([10, 11, 12, 13, 14], [20, 21, 22], 1), ([10], None, 0)])
+    assert batch["tokens"][0].tolist() == [BOS_ID, 10, 11, EOS_ID, EOS_ID, 20, 21, EOS_ID]
+    assert batch["tokens"][1].tolist()[:3] == [BOS_ID, 10, EOS_ID] and batch["tokens"][1, 3].item() == PAD_ID
+    assert batch["padding_mask"][1].tolist() == [False] * 3 + [True] * 5 and batch["label"].tolist() == [1, 0]
+
+
+def test_bible_parsers_align_verses():
+    kjv = parse_kjv("\n1 Samuel 3\n\n  1 And the child Samuel ministered.\n  2 And it came to pass.\n")
+    web = parse_web("I Samuel 3:1: The child Samuel served Yahweh.\nI Samuel 3:2: At that time,\n"
+                    "when Eli was laid down.\nRevelation of John 1:1: This is the Revelation.\n")
+    assert kjv[("1 Samuel", 3, 1)] == "And the child Samuel ministered."
+    assert web[("1 Samuel", 3, 2)] == "At that time, when Eli was laid down."
+    assert ("Revelation", 1, 1) in web and set(kjv) & set(web) == {("1 Samuel", 3, 1), ("1 Samuel", 3, 2)}
+
+
+def test_duplicate_texts_are_dropped():
+    rows = [("a", "train", "x", "", 1), ("b", "test", "x", "", 0), ("c", "test", "y", "", 0)]
+    assert [r[0] for r in _dedupe(rows)] == ["a", "c"]
+
+
+@pytest.mark.parametrize("rate, channels", [(8000, 1), (16000, 2)])
+def test_wrong_rate_or_stereo_audio_is_named(tmp_path, rate, channels):
+    path = tmp_path / "bad.wav"
+    sf.write(path, np.zeros((rate, channels), np.float32), rate)
+    with pytest.raises(D2VError, match=f"bad.wav: expected 16000 Hz mono audio, got {rate} Hz"):
+        read_audio(path)
+
+
+def test_empty_or_corrupt_audio_is_named(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(D2VError, match="empty.wav"):
+        read_audio(tmp_path / "empty.wav")
+
+
+def test_speech_collate_pads_or_crops():
+    items = [(np.ones(10, np.float32), None, "a"), (np.ones(6, np.float32), "hi", "b")]
+    padded = SpeechCollate()(items)
+    assert padded["waveform"].shape == (2, 10) and padded["padding_mask"][1].tolist() == [False] * 6 + [True] * 4
+    cropped = SpeechCollate(crop=True)(items)
+    assert cropped["waveform"].shape == (2, 6) and not cropped["padding_mask"].any()
