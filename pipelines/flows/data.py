@@ -1,0 +1,43 @@
+"""`data` flow: the DVC data stages, one `dvc repro` task per stage (each retried on failure).
+
+`dvc repro` of a stage also brings everything upstream of it up to date, so listing only the last
+stage (`validate`) is enough; listing every stage gives one retried task per step instead.
+Refreshing (`refresh`) forces the download stages to fetch their sources again: a source whose
+content changed yields new output hashes, i.e. a new data version in dvc.lock, and everything
+downstream re-runs; an unchanged source leaves the downstream stages cached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+
+from d2v import MODALITIES
+from d2v.config import load_params
+from pipelines.flows.dvc import available_stages, dvc_repro, expand_stages, prepared_data_versions
+
+DATA_STAGES = ["download", "prepare", "tokenize", "validate"]
+REFRESH_STAGES = ["download"]
+
+
+@flow(name="data", log_prints=True)
+def data_flow(
+    root: str = ".",
+    modalities: list[str] = list(MODALITIES),
+    stages: list[str] = DATA_STAGES,
+    refresh: bool = False,
+    refresh_stages: list[str] = REFRESH_STAGES,
+) -> dict[str, str]:
+    """Bring the data stages up to date; returns the prepared-data version (md5) per modality."""
+    logger = get_run_logger()
+    available = available_stages(Path(root))
+    if refresh:
+        # --single-item: re-fetch the sources only; the repro below decides what else must re-run.
+        dvc_repro(root, expand_stages(refresh_stages, modalities, available), force=True, single_item=True)
+    for target in expand_stages(stages, modalities, available):
+        dvc_repro(root, [target])
+    versions = prepared_data_versions(Path(root), load_params(Path(root) / "params.yaml").data.prepared_dir,
+                                      modalities)
+    logger.info("prepared data versions: %s", versions)
+    return versions

@@ -1,0 +1,118 @@
+"""Publishing through d2v.artifacts: one immutable run per modality, champion pointers.
+
+The same library calls as `d2v artifacts publish|promote` (publishing is not a DVC stage). A run
+keeps the repository layout of what it holds (`models/image/checkpoint.pt`,
+`metrics/eval/image.json`, ...), so a champion's checkpoint is found at the same relative path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NONE
+
+from d2v.artifacts.config import ArtifactsConfig
+from d2v.artifacts.store import ArtifactStore, Metric, check_run_id
+from d2v.config import load_params, to_mapping
+from pipelines.flows.decision import Score
+
+# Repository paths published for a modality ({modality} filled in); missing ones are skipped, so a
+# stage that is not in the pipeline yet simply contributes nothing.
+PUBLISH_PATHS = [
+    "models/{modality}",
+    "metrics/pretrain/{modality}.json",
+    "metrics/pretrain/{modality}.tsv",
+    "metrics/eval/{modality}.json",
+    "metrics/eval/{modality}_confusion.csv",
+    "reports/validation/{modality}.json",
+    "reports/benchmark.md",
+    "reports/benchmark.html",
+    "dvc.lock",
+]
+
+
+def store_config(root: Path, uri: str | None = None, endpoint_url: str | None = None) -> ArtifactsConfig:
+    """params.yaml's `artifacts` section, with the flow's overrides; a relative file:// is under root."""
+    cfg = load_params(root / "params.yaml").artifacts
+    overrides = {k: v for k, v in {"uri": uri, "endpoint_url": endpoint_url}.items() if v is not None}
+    cfg = dataclasses.replace(cfg, **overrides)
+    local = cfg.uri.removeprefix("file://")
+    if cfg.uri.startswith("file://") and not Path(local).is_absolute():
+        cfg = dataclasses.replace(cfg, uri=f"file://{(root / local).resolve()}")
+    return cfg
+
+
+def files_to_publish(root: Path, modality: str, patterns: list[str]) -> dict[str, Path]:
+    """{run-relative path: local file} for the patterns that exist under root."""
+    files: dict[str, Path] = {}
+    for pattern in patterns:
+        rel = pattern.format(modality=modality)
+        local = root / rel
+        if local.is_file():
+            files[rel] = local
+        elif local.is_dir():
+            for path in sorted(p for p in local.rglob("*") if p.is_file()):
+                files[path.relative_to(root).as_posix()] = path
+    return files
+
+
+@task(retries=2, retry_delay_seconds=5, cache_policy=NONE, task_run_name="publish {run_id}")
+def publish_run(root: str, cfg: ArtifactsConfig, run_id: str, modality: str,
+                patterns: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """Publish a modality's outputs as run `run_id`; returns the manifest's file list and uri.
+
+    A retry after a failed publish uses `<run_id>.retryN`: ids of interrupted publishes stay taken.
+    """
+    from prefect.runtime import task_run
+
+    logger = get_run_logger()
+    attempt = max(0, int(task_run.run_count or 1) - 1)
+    run_id = check_run_id(run_id if attempt == 0 else f"{run_id}.retry{attempt}")
+    rootp = Path(root)
+    files = files_to_publish(rootp, modality, patterns)
+    store = ArtifactStore.from_config(cfg)
+    params = to_mapping(load_params(rootp / "params.yaml"))
+    from d2v.artifacts.provenance import collect_provenance
+
+    manifest = store.publish(files, run_id=run_id, modality=modality, params=params, extra=extra,
+                             provenance=collect_provenance(params, rootp))
+    logger.info("published %s: %d files -> %s/runs/%s/", run_id, len(manifest.files),
+                store.backend.uri, run_id)
+    return {"run_id": run_id, "uri": f"{store.backend.uri}/runs/{run_id}/",
+            "files": {f.path: f.sha256 for f in manifest.files}}
+
+
+@task(cache_policy=NONE, task_run_name="promote {run_id} ({modality})")
+def promote_run(cfg: ArtifactsConfig, run_id: str, modality: str, score: Score) -> None:
+    ArtifactStore.from_config(cfg).promote(run_id, modality, Metric(score.name, score.value))
+    get_run_logger().info("champion:%s -> %s (%s=%g)", modality, run_id, score.name, score.value)
+
+
+@task(cache_policy=NONE)
+def champion_score(cfg: ArtifactsConfig, modality: str) -> tuple[str, Score] | None:
+    """(run id, recorded metric) of the current champion, or None."""
+    pointer = ArtifactStore.from_config(cfg).pointer(modality, "champion")
+    if pointer is None or pointer.metric is None:
+        return None
+    return pointer.run_id, Score(pointer.metric.name, pointer.metric.value)
+
+
+@task(retries=2, retry_delay_seconds=5, cache_policy=NONE)
+def fetch_champion_checkpoint(cfg: ArtifactsConfig, modality: str, dest: str) -> str | None:
+    """Download champion:<modality>'s checkpoint (checksum-verified) under dest; None without one."""
+    store = ArtifactStore.from_config(cfg)
+    pointer = store.pointer(modality, "champion")
+    if pointer is None:
+        get_run_logger().info("no champion for %s: pretraining from scratch", modality)
+        return None
+    rel = f"models/{modality}/checkpoint.pt"
+    [path] = store.download(pointer.run_id, Path(dest) / pointer.run_id, path=rel)
+    get_run_logger().info("warm start for %s from %s (%s)", modality, pointer.run_id, rel)
+    return str(path)
+
+
+__all__ = ["PUBLISH_PATHS", "champion_score", "fetch_champion_checkpoint", "files_to_publish",
+           "promote_run", "publish_run", "store_config"]

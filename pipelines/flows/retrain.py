@@ -1,0 +1,97 @@
+"""`retrain` flow (scheduled): refresh data, pretrain, evaluate, champion/challenger, publish.
+
+Per modality the candidate's primary score (first record of metrics/eval/<modality>.json, or the
+pretraining loss where no evaluate stage runs) is compared with the score recorded on the
+champion pointer; the candidate is promoted only if not worse. Every candidate is published,
+promoted or not, with the decision and both scores in the manifest's `extra`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from d2v import MODALITIES
+from d2v.artifacts.config import ArtifactsConfig
+from d2v.artifacts.store import new_run_id
+from pipelines.flows.benchmark import PIPELINE_STAGES, publish_report_artifact, run_stages
+from pipelines.flows.data import DATA_STAGES, REFRESH_STAGES, data_flow
+from pipelines.flows.decision import Decision, Score, decide, pretrain_loss_score, primary_eval_score
+from pipelines.flows.evaluate import EVAL_STAGE, eval_metrics_path
+from pipelines.flows.publish import (
+    PUBLISH_PATHS,
+    champion_score,
+    fetch_champion_checkpoint,
+    promote_run,
+    publish_run,
+    store_config,
+)
+
+def candidate_score(root: Path, modality: str, score_from: Literal["eval", "pretrain"]) -> Score:
+    if score_from == "eval":
+        return primary_eval_score(eval_metrics_path(root, modality))
+    return pretrain_loss_score(root / "metrics" / "pretrain" / f"{modality}.json")
+
+
+def judge_and_publish(
+    root: str,
+    cfg: ArtifactsConfig,
+    run_id: str,
+    modality: str,
+    score_from: Literal["eval", "pretrain"],
+    publish_paths: list[str],
+    extra: dict[str, Any],
+) -> tuple[Decision, dict[str, Any]]:
+    """Compare the fresh model with the champion, publish it with the decision, promote if not worse."""
+    candidate = candidate_score(Path(root), modality, score_from)
+    champion = champion_score(cfg, modality)
+    decision = decide(candidate, None if champion is None else champion[1])
+    record = {**extra, **decision.as_record(), "champion_run_id": None if champion is None else champion[0]}
+    published = publish_run(root, cfg, run_id, modality, publish_paths, record)
+    if decision.promote:
+        promote_run(cfg, published["run_id"], modality, candidate)
+    get_run_logger().info("%s: %s (%s)", modality, record["decision"], decision.reason)
+    return decision, published
+
+
+@flow(name="retrain", log_prints=True)
+def retrain_flow(
+    root: str = ".",
+    modalities: list[str] = list(MODALITIES),
+    data_stages: list[str] = DATA_STAGES,
+    refresh: bool = True,
+    refresh_stages: list[str] = REFRESH_STAGES,
+    stages: list[str] = PIPELINE_STAGES,
+    warm_start: bool = False,
+    nproc_per_node: int | None = None,
+    eval_mode: Literal["concurrent", "dvc"] = "concurrent",
+    score_from: Literal["auto", "eval", "pretrain"] = "auto",
+    publish_paths: list[str] = PUBLISH_PATHS,
+    artifacts_uri: str | None = None,
+    artifacts_endpoint_url: str | None = None,
+    run_id: str | None = None,
+) -> dict[str, dict]:
+    """Retrain every modality and keep the better of candidate and champion; {modality: decision}."""
+    cfg = store_config(Path(root), artifacts_uri, artifacts_endpoint_url)
+    versions = data_flow(root=root, modalities=modalities, stages=data_stages, refresh=refresh,
+                         refresh_stages=refresh_stages)
+    # Champion checkpoints go to a temporary directory: they are inputs, not outputs of the repo.
+    warm_dir = tempfile.mkdtemp(prefix="d2v-warm-start-") if warm_start else ""
+    init = {m: fetch_champion_checkpoint(cfg, m, warm_dir) for m in modalities} if warm_start else {}
+    results = run_stages(root, modalities, stages, nproc_per_node, eval_mode, init)
+    source: Literal["eval", "pretrain"] = (
+        ("eval" if EVAL_STAGE in stages else "pretrain") if score_from == "auto" else score_from)
+    base = run_id or new_run_id()
+    decisions: dict[str, dict] = {}
+    published: dict[str, dict] = {}
+    for m in modalities:
+        extra = {"flow": "retrain", "flow_run_id": str(flow_run.id), "data_version": versions.get(m),
+                 "warm_start_from": init.get(m), "stages": stages}
+        decision, published[m] = judge_and_publish(root, cfg, f"{base}-{m}", m, source, publish_paths, extra)
+        decisions[m] = {**decision.as_record(), "run_id": published[m]["run_id"]}
+    publish_report_artifact(root, "d2v retrain", results, published)
+    return decisions
