@@ -1,0 +1,106 @@
+"""Build the benchmark report: collect the pipeline's outputs, render, write atomically.
+
+Writes `<out>/benchmark.md`, `<out>/benchmark_figures/*.png` (the Markdown's images) and the
+self-contained `<out>/benchmark.html`. Apart from the "Generated at" line, identical inputs give
+identical files.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from d2v.config import Params
+from d2v.report.document import Document
+from d2v.report.html import render_html
+from d2v.report.inputs import collect_all
+from d2v.report.markdown import render_markdown
+from d2v.report.provenance import RunProvenance, collect_run_provenance
+from d2v.report.provenance_section import provenance_section
+from d2v.report.sections import (
+    ReportContext,
+    downstream_section,
+    pretraining_section,
+    reference_section,
+    summary_section,
+    throughput_section,
+    validation_section,
+)
+
+TITLE = "d2v benchmark report: data2vec pretraining and downstream evaluation"
+FIGURES_DIR = "benchmark_figures"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    html: Path
+    figures: tuple[Path, ...]
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temporary file in the same directory, then rename: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is for reading
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_document(ctx: ReportContext, prov: RunProvenance, params_path: str, generated_at: str) -> Document:
+    sections = (
+        summary_section(ctx),
+        pretraining_section(ctx),
+        downstream_section(ctx),
+        reference_section(ctx),
+        throughput_section(ctx),
+        validation_section(ctx),
+        provenance_section(ctx, prov, params_path),
+    )
+    return Document(TITLE, generated_at, sections)
+
+
+def write_report(document: Document, out_dir: Path) -> ReportFiles:
+    figures_dir = out_dir / FIGURES_DIR
+    figures = []
+    for figure in document.figures():
+        write_atomic(figures_dir / figure.name, figure.png)
+        figures.append(figures_dir / figure.name)
+    wanted = {f.name for f in document.figures()}
+    if figures_dir.is_dir():  # figures of a modality that is no longer reported would mislead
+        for stale in figures_dir.glob("*.png"):
+            if stale.name not in wanted:
+                stale.unlink()
+    markdown, html = out_dir / "benchmark.md", out_dir / "benchmark.html"
+    write_atomic(markdown, render_markdown(document, FIGURES_DIR).encode("utf-8"))
+    write_atomic(html, render_html(document).encode("utf-8"))
+    return ReportFiles(markdown, html, tuple(figures))
+
+
+def build_report(
+    params: Params,
+    params_path: str | Path,
+    out_dir: str | Path = "reports",
+    metrics_dir: str | Path = "metrics",
+    validation_dir: str | Path | None = None,
+    root: str | Path = ".",
+    now: datetime | None = None,
+) -> ReportFiles:
+    """The whole report from the files under `root`; validation_dir defaults to params.data.reports_dir."""
+    root = Path(root)
+    metrics = root / metrics_dir
+    validation = root / (validation_dir if validation_dir is not None else params.data.reports_dir)
+    ctx = ReportContext(collect_all(metrics, validation), params, Path(metrics_dir),
+                        Path(validation_dir if validation_dir is not None else params.data.reports_dir))
+    prov = collect_run_provenance(params, root)
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    document = build_document(ctx, prov, str(params_path), stamp)
+    return write_report(document, root / out_dir)
