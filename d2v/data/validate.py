@@ -23,6 +23,7 @@ from d2v.errors import D2VError
 SPLITS = {"image": ["train", "valid", "test"],
           "speech": ["train", "valid", "asr_train", "asr_valid", "asr_test", "asr_real"]}  # fmt: skip
 MAX_CLASS_FRACTION = 0.6  # no class may dominate a split beyond this
+MIN_ROWS_FOR_BALANCE = 100  # smaller splits are too noisy to judge class balance on
 
 
 class ValidationFailed(D2VError):
@@ -72,7 +73,8 @@ def _split_frame(manifest: pd.DataFrame, splits: list[str], label: str | None) -
     rows = []
     for split in splits:
         part = manifest[manifest["split"] == split]
-        frac = float(part[label].value_counts(normalize=True).max()) if label and len(part) else 0.0
+        judged = label and len(part) >= MIN_ROWS_FOR_BALANCE
+        frac = float(part[label].value_counts(normalize=True).max()) if judged else 0.0
         rows.append({"split": split, "count": len(part), "max_class_fraction": frac})
     return pd.DataFrame(rows)
 
