@@ -148,7 +148,9 @@ def build_optimizer(model: CtcModel, cfg: SpeechEvalConfig) -> tuple[torch.optim
 
 
 @torch.no_grad()
-def transcribe(model: CtcModel, dataset: Dataset, vocab: LetterVocabulary, collate: Collate | None, where: str) -> tuple[list[str], list[str]]:
+def transcribe(
+    model: CtcModel, dataset: Dataset, vocab: LetterVocabulary, collate: Collate | None, where: str
+) -> tuple[list[str], list[str]]:
     """Greedy hypotheses and normalised references for every utterance of a split."""
     model.eval()
     hypotheses, references = [], []

@@ -85,11 +85,14 @@ def linear_probe(
     """Train on splits["train"], score splits["test"]: metrics top1, top5 (fractions in [0, 1])."""
     train_set = take_subset(get_split(splits, "train", "linear probe"), cfg.n_train, seed)
     test_set = take_subset(get_split(splits, "test", "linear probe"), n_test, seed + 1)
-    train_x, train_y = extract_features(encoder, make_loader(train_set, EXTRACT_BATCH_SIZE, shuffle=False, seed=seed, collate=collate), pooling)
-    test_x, test_y = extract_features(encoder, make_loader(test_set, EXTRACT_BATCH_SIZE, shuffle=False, seed=seed, collate=collate), pooling)
+    in_order = dict(batch_size=EXTRACT_BATCH_SIZE, shuffle=False, seed=seed, collate=collate)
+    train_x, train_y = extract_features(encoder, make_loader(train_set, **in_order), pooling)
+    test_x, test_y = extract_features(encoder, make_loader(test_set, **in_order), pooling)
     num_classes = num_classes_of(train_y, "linear probe: train split")
     if int(test_y.max()) >= num_classes:
-        raise D2VError(f"linear probe: test label {int(test_y.max())} never occurs in train (classes 0..{num_classes - 1})")
+        raise D2VError(
+            f"linear probe: test label {int(test_y.max())} never occurs in train (classes 0..{num_classes - 1})"
+        )
     train_x, test_x = standardise(train_x, test_x)
     head, losses = train_linear_classifier(train_x, train_y, num_classes, cfg, seed)
     with torch.no_grad():

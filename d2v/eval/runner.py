@@ -17,7 +17,13 @@ from torch.utils.data import Dataset
 from d2v.core.types import FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.augment import ImageAugment
-from d2v.eval.baseline import BaselineRecord, compare_with_random_init, make_record, write_confusion_csv, write_eval_metrics
+from d2v.eval.baseline import (
+    BaselineRecord,
+    compare_with_random_init,
+    make_record,
+    write_confusion_csv,
+    write_eval_metrics,
+)
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.ctc import ctc_finetune
 from d2v.eval.data import Collate, EvalResult
