@@ -49,7 +49,9 @@ def _plot_columns(axis, steps: dict[str, tuple[float, ...]], columns: Sequence[s
 def pretraining_curves(modality: str, steps: dict[str, tuple[float, ...]]) -> bytes:
     """Three panels over optimizer steps: loss; target and prediction variance; lr (left) and tau (right)."""
     x = steps.get("step") or tuple(float(i) for i in range(1, 1 + max((len(v) for v in steps.values()), default=0)))
-    figure, (loss_ax, var_ax, lr_ax) = plt.subplots(1, 3, figsize=(12, 3.4), constrained_layout=True)
+    # Fixed margins rather than constrained layout: the same look at half the drawing time.
+    figure, (loss_ax, var_ax, lr_ax) = plt.subplots(1, 3, figsize=(12, 3.4))
+    figure.subplots_adjust(left=0.05, right=0.94, bottom=0.15, top=0.83, wspace=0.3)
     figure.suptitle(f"{modality}: pretraining", fontsize=11)
 
     _plot_columns(loss_ax, steps, ["loss"], x)
@@ -78,7 +80,8 @@ def confusion_matrix(confusion: Confusion, title: str) -> bytes:
     """Counts per (actual, predicted), each cell labelled; rows are the true classes."""
     n = len(confusion.labels)
     size = min(7.0, 2.5 + 0.4 * n)
-    figure, axis = plt.subplots(figsize=(size + 1.2, size), constrained_layout=True)
+    figure, axis = plt.subplots(figsize=(size + 1.2, size))
+    figure.subplots_adjust(left=0.2, right=0.97, bottom=0.2, top=0.93)
     image = axis.imshow(confusion.counts, cmap="Blues")
     figure.colorbar(image, ax=axis, shrink=0.8)
     peak = max((max(row) for row in confusion.counts), default=0)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from d2v.errors import D2VError
+from d2v.report.inputs import collect_all, read_confusion, read_eval, read_step_jsonl, read_step_tsv, read_validation
+
+from report_tree import IMAGE_RECORDS, TEXT_AVERAGE, Tree
+
+
+def test_collects_what_the_producers_wrote(tree: Tree) -> None:
+    image, speech, text = collect_all(tree.root / "metrics", tree.root / "reports" / "validation")
+    assert image.pretrain is not None and image.pretrain.summary["steps"] == 60
+    assert image.pretrain.steps["step"][:3] == (1.0, 2.0, 3.0)
+    assert len(image.pretrain.steps["loss"]) == 60
+    assert [r.task for r in image.evaluation] == ["linear_probe", "finetune"]
+    assert image.evaluation[0].pretrained == pytest.approx(IMAGE_RECORDS[0].pretrained)
+    assert text.evaluation[0].task == "average" and text.evaluation[0].pretrained == pytest.approx(TEXT_AVERAGE)
+    assert image.validation is not None and image.validation.success and image.validation.n_expectations == 9
+    assert image.confusion is not None and image.confusion.labels == ("Pullover", "T-shirt", "Trouser")
+    assert (speech.pretrain, speech.evaluation, speech.validation, speech.confusion) == (None, (), None, None)
+
+
+def test_confusion_counts_and_numeric_label_order(tmp_path: Path) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("actual,predicted\n10,10\n2,10\n2,2\n10,2\n10,10\n", encoding="utf-8")
+    confusion = read_confusion(path)
+    assert confusion is not None
+    assert confusion.labels == ("2", "10")  # numbers, not strings: 2 before 10
+    assert confusion.counts == ((1, 1), (1, 2))
+
+
+def test_step_log_jsonl_matches_tsv(tmp_path: Path) -> None:
+    tsv, jsonl = tmp_path / "m.tsv", tmp_path / "m.jsonl"
+    tsv.write_text("step\tloss\ttau\n1\t2.5\tnan\n2\t2.0\t0.99\n", encoding="utf-8")
+    jsonl.write_text('{"step": 1, "loss": 2.5, "tau": null}\n{"step": 2, "loss": 2.0, "tau": 0.99}\n', encoding="utf-8")
+    from_tsv, from_jsonl = read_step_tsv(tsv), read_step_jsonl(jsonl)
+    assert from_tsv["loss"] == from_jsonl["loss"] == (2.5, 2.0)
+    assert from_tsv["tau"][1] == from_jsonl["tau"][1] == 0.99
+
+
+def test_bad_inputs_name_the_file_and_what_is_wrong(tmp_path: Path) -> None:
+    tsv = tmp_path / "image.tsv"
+    tsv.write_text("step\tloss\n1\t2.0\n2\n", encoding="utf-8")
+    with pytest.raises(D2VError, match=r"image\.tsv:3: 1 fields, expected 2"):
+        read_step_tsv(tsv)
+    tsv.write_text("step\tloss\n1\tabc\n", encoding="utf-8")
+    with pytest.raises(D2VError, match=r"image\.tsv:2 column loss: 'abc' is not a number"):
+        read_step_tsv(tsv)
+
+    broken = tmp_path / "image.json"
+    broken.write_text("{not json", encoding="utf-8")
+    with pytest.raises(D2VError, match=r"image\.json: not valid JSON"):
+        read_eval(broken)
+    broken.write_text(json.dumps({"linear_probe": {"task": "linear_probe", "metric": "top1"}}), encoding="utf-8")
+    with pytest.raises(D2VError, match=r"task 'linear_probe'.*missing higher_is_better"):
+        read_eval(broken)
+    broken.write_text(json.dumps({"rows": 3}), encoding="utf-8")
+    with pytest.raises(D2VError, match="'success' key"):
+        read_validation(broken)
