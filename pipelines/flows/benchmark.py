@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
 from d2v import MODALITIES
 from d2v.artifacts.store import new_run_id
+from pipelines.flows.logs import run_logger
 from pipelines.flows.data import DATA_STAGES, data_flow
 from pipelines.flows.dvc import available_stages, dvc_repro, expand_stages
 from pipelines.flows.evaluate import EVAL_STAGE, evaluate_flow
@@ -93,7 +94,7 @@ def benchmark_flow(
     run_id: str | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark; returns the stage results and the published runs per modality."""
-    logger = get_run_logger()
+    logger = run_logger()
     versions = data_flow(root=root, modalities=modalities, stages=data_stages)
     results = run_stages(root, modalities, stages, nproc_per_node, eval_mode)
     published: dict[str, dict] = {}

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow
 
 from d2v import MODALITIES
 from d2v.config import load_params
+from pipelines.flows.logs import run_logger
 from pipelines.flows.dvc import available_stages, dvc_repro, expand_stages, prepared_data_versions
 
 DATA_STAGES = ["download", "prepare", "tokenize", "validate"]
@@ -30,7 +31,7 @@ def data_flow(
     refresh_stages: list[str] = REFRESH_STAGES,
 ) -> dict[str, str]:
     """Bring the data stages up to date; returns the prepared-data version (md5) per modality."""
-    logger = get_run_logger()
+    logger = run_logger()
     available = available_stages(Path(root))
     if refresh:
         # --single-item: re-fetch the sources only; the repro below decides what else must re-run.

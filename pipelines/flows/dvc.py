@@ -13,10 +13,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import yaml
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NONE
 
 from d2v.errors import D2VError
+from pipelines.flows.logs import run_logger
 from pipelines.flows.commands import run_streaming
 
 
@@ -83,7 +84,7 @@ def prepared_data_versions(root: Path, prepared_dir: str, modalities: Sequence[s
 @task(retries=2, retry_delay_seconds=10, cache_policy=NONE, task_run_name="dvc repro {targets}")
 def dvc_repro(root: str, targets: list[str], force: bool = False, single_item: bool = False) -> None:
     """`dvc repro [--force] [--single-item] <targets>`; retried: downloads fail transiently."""
-    logger = get_run_logger()
+    logger = run_logger()
     cmd = ["dvc", "repro", *(["--force"] if force else []), *(["--single-item"] if single_item else []),
            *targets]
     logger.info("$ %s", " ".join(cmd))
@@ -93,7 +94,7 @@ def dvc_repro(root: str, targets: list[str], force: bool = False, single_item: b
 @task(cache_policy=NONE, task_run_name="dvc commit {targets}")
 def dvc_commit(root: str, targets: list[str]) -> None:
     """Record outputs produced outside `dvc repro` in dvc.lock, exactly as a repro would."""
-    logger = get_run_logger()
+    logger = run_logger()
     cmd = ["dvc", "commit", "--force", *targets]
     logger.info("$ %s", " ".join(cmd))
     run_streaming(cmd, Path(root), logger.info)

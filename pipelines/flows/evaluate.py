@@ -19,11 +19,12 @@ import shlex
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.futures import wait
 
 from d2v import MODALITIES
+from pipelines.flows.logs import run_logger
 from pipelines.flows.commands import run_streaming, tool_env
 from pipelines.flows.decision import eval_records
 from pipelines.flows.dvc import dvc_commit, dvc_repro, stage_command
@@ -42,7 +43,7 @@ def threads_per_process(n_concurrent: int) -> str:
 
 @task(retries=1, retry_delay_seconds=10, cache_policy=NONE, task_run_name="{target}")
 def run_stage_command(root: str, target: str, threads: str) -> None:
-    logger = get_run_logger()
+    logger = run_logger()
     cmd = stage_command(Path(root), target)
     logger.info("$ %s  (OMP_NUM_THREADS=%s)", cmd, threads)
     env = tool_env({"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", threads)})

@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.cache_policies import NONE
 
 from d2v.errors import D2VError
+from pipelines.flows.logs import run_logger
 from pipelines.flows.commands import run_streaming, tool_env
 from pipelines.flows.dvc import d2v_args, dvc_commit, read_json, stage_command
 
@@ -67,7 +68,7 @@ def torchrun_command(cli_args: list[str], nproc_per_node: int, rdzv: Rendezvous)
 @task(retries=1, retry_delay_seconds=30, cache_policy=NONE, task_run_name="torchrun pretrain@{modality}")
 def launch_torchrun(root: str, modality: str, nproc_per_node: int, rdzv: Rendezvous,
                     init_checkpoint: str | None = None) -> dict:
-    logger = get_run_logger()
+    logger = run_logger()
     target = f"pretrain@{modality}"
     cmd = torchrun_command(d2v_args(stage_command(Path(root), target), target), nproc_per_node, rdzv)
     extra = {INIT_CHECKPOINT_ENV: str(Path(init_checkpoint).resolve())} if init_checkpoint else {}

@@ -11,12 +11,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import task
 from prefect.cache_policies import NONE
+from prefect.runtime import task_run
 
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.store import ArtifactStore, Metric, check_run_id
 from d2v.config import load_params, to_mapping
+from pipelines.flows.logs import run_logger
 from pipelines.flows.decision import Score
 
 # Repository paths published for a modality ({modality} filled in); missing ones are skipped, so a
@@ -59,40 +61,38 @@ def files_to_publish(root: Path, modality: str, patterns: list[str]) -> dict[str
     return files
 
 
-@task(retries=2, retry_delay_seconds=5, cache_policy=NONE, task_run_name="publish {run_id}")
-def publish_run(root: str, cfg: ArtifactsConfig, run_id: str, modality: str,
-                patterns: list[str], extra: dict[str, Any]) -> dict[str, Any]:
-    """Publish a modality's outputs as run `run_id`; returns the manifest's file list and uri.
+def publish_outputs(root: str, cfg: ArtifactsConfig, run_id: str, modality: str,
+                    patterns: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """Publish a modality's outputs as run `run_id`; returns its id, uri and {path: sha256}."""
+    from d2v.artifacts.provenance import collect_provenance
 
-    A retry after a failed publish uses `<run_id>.retryN`: ids of interrupted publishes stay taken.
-    """
-    from prefect.runtime import task_run
-
-    logger = get_run_logger()
-    attempt = max(0, int(task_run.run_count or 1) - 1)
-    run_id = check_run_id(run_id if attempt == 0 else f"{run_id}.retry{attempt}")
     rootp = Path(root)
     files = files_to_publish(rootp, modality, patterns)
     store = ArtifactStore.from_config(cfg)
     params = to_mapping(load_params(rootp / "params.yaml"))
-    from d2v.artifacts.provenance import collect_provenance
-
-    manifest = store.publish(files, run_id=run_id, modality=modality, params=params, extra=extra,
-                             provenance=collect_provenance(params, rootp))
-    logger.info("published %s: %d files -> %s/runs/%s/", run_id, len(manifest.files),
-                store.backend.uri, run_id)
+    manifest = store.publish(files, run_id=check_run_id(run_id), modality=modality, params=params,
+                             extra=extra, provenance=collect_provenance(params, rootp))
+    run_logger().info("published %s: %d files -> %s/runs/%s/", run_id, len(manifest.files),
+                      store.backend.uri, run_id)
     return {"run_id": run_id, "uri": f"{store.backend.uri}/runs/{run_id}/",
             "files": {f.path: f.sha256 for f in manifest.files}}
 
 
-@task(cache_policy=NONE, task_run_name="promote {run_id} ({modality})")
-def promote_run(cfg: ArtifactsConfig, run_id: str, modality: str, score: Score) -> None:
+@task(retries=2, retry_delay_seconds=5, cache_policy=NONE, task_run_name="publish {run_id}")
+def publish_run(root: str, cfg: ArtifactsConfig, run_id: str, modality: str,
+                patterns: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """publish_outputs, retried under `<run_id>.retryN`: ids of interrupted publishes stay taken."""
+    attempt = max(0, int(task_run.run_count or 1) - 1)
+    return publish_outputs(root, cfg, run_id if attempt == 0 else f"{run_id}.retry{attempt}",
+                           modality, patterns, extra)
+
+
+def promote(cfg: ArtifactsConfig, run_id: str, modality: str, score: Score) -> None:
     ArtifactStore.from_config(cfg).promote(run_id, modality, Metric(score.name, score.value))
-    get_run_logger().info("champion:%s -> %s (%s=%g)", modality, run_id, score.name, score.value)
+    run_logger().info("champion:%s -> %s (%s=%g)", modality, run_id, score.name, score.value)
 
 
-@task(cache_policy=NONE)
-def champion_score(cfg: ArtifactsConfig, modality: str) -> tuple[str, Score] | None:
+def current_champion(cfg: ArtifactsConfig, modality: str) -> tuple[str, Score] | None:
     """(run id, recorded metric) of the current champion, or None."""
     pointer = ArtifactStore.from_config(cfg).pointer(modality, "champion")
     if pointer is None or pointer.metric is None:
@@ -106,13 +106,13 @@ def fetch_champion_checkpoint(cfg: ArtifactsConfig, modality: str, dest: str) ->
     store = ArtifactStore.from_config(cfg)
     pointer = store.pointer(modality, "champion")
     if pointer is None:
-        get_run_logger().info("no champion for %s: pretraining from scratch", modality)
+        run_logger().info("no champion for %s: pretraining from scratch", modality)
         return None
     rel = f"models/{modality}/checkpoint.pt"
     [path] = store.download(pointer.run_id, Path(dest) / pointer.run_id, path=rel)
-    get_run_logger().info("warm start for %s from %s (%s)", modality, pointer.run_id, rel)
+    run_logger().info("warm start for %s from %s (%s)", modality, pointer.run_id, rel)
     return str(path)
 
 
-__all__ = ["PUBLISH_PATHS", "champion_score", "fetch_champion_checkpoint", "files_to_publish",
-           "promote_run", "publish_run", "store_config"]
+__all__ = ["PUBLISH_PATHS", "current_champion", "fetch_champion_checkpoint", "files_to_publish",
+           "promote", "publish_outputs", "publish_run", "store_config"]

@@ -12,22 +12,24 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow, task
+from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
 from d2v import MODALITIES
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.store import new_run_id
+from pipelines.flows.logs import run_logger
 from pipelines.flows.benchmark import PIPELINE_STAGES, publish_report_artifact, run_stages
 from pipelines.flows.data import DATA_STAGES, REFRESH_STAGES, data_flow
 from pipelines.flows.decision import Decision, Score, decide, pretrain_loss_score, primary_eval_score
 from pipelines.flows.evaluate import EVAL_STAGE, eval_metrics_path
 from pipelines.flows.publish import (
     PUBLISH_PATHS,
-    champion_score,
+    current_champion,
     fetch_champion_checkpoint,
-    promote_run,
-    publish_run,
+    promote,
+    publish_outputs,
     store_config,
 )
 
@@ -37,6 +39,9 @@ def candidate_score(root: Path, modality: str, score_from: Literal["eval", "pret
     return pretrain_loss_score(root / "metrics" / "pretrain" / f"{modality}.json")
 
 
+# No task retries: the store already retries transient S3 errors, and a blind retry after a
+# successful publish would publish the candidate twice.
+@task(cache_policy=NONE, task_run_name="judge and publish {modality}")
 def judge_and_publish(
     root: str,
     cfg: ArtifactsConfig,
@@ -48,13 +53,13 @@ def judge_and_publish(
 ) -> tuple[Decision, dict[str, Any]]:
     """Compare the fresh model with the champion, publish it with the decision, promote if not worse."""
     candidate = candidate_score(Path(root), modality, score_from)
-    champion = champion_score(cfg, modality)
+    champion = current_champion(cfg, modality)
     decision = decide(candidate, None if champion is None else champion[1])
     record = {**extra, **decision.as_record(), "champion_run_id": None if champion is None else champion[0]}
-    published = publish_run(root, cfg, run_id, modality, publish_paths, record)
+    published = publish_outputs(root, cfg, run_id, modality, publish_paths, record)
     if decision.promote:
-        promote_run(cfg, published["run_id"], modality, candidate)
-    get_run_logger().info("%s: %s (%s)", modality, record["decision"], decision.reason)
+        promote(cfg, published["run_id"], modality, candidate)
+    run_logger().info("%s: %s (%s)", modality, record["decision"], decision.reason)
     return decision, published
 
 

@@ -1,0 +1,140 @@
+"""End to end on 127.0.0.1: a Prefect server, a process worker, prefect.yaml deployed, S3 = moto.
+
+The deployments run the real stages (dvc repro, torchrun pretraining, evaluation when dvc.yaml has
+it) on the tiny profile in a temporary git copy of the repository, and publish to moto over HTTP.
+Only the image modality runs, to keep the module near two minutes on 2 cores. The `report` stage
+is left out: it reads every modality's metrics, so it would pretrain all three.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from conftest import TEST_BUCKET, MotoServerControl, free_port
+from flow_stack import make_repo_copy, prefect_env, run, start_process, stop_process, wait_healthy
+
+PREFIX = "d2v"
+
+
+@dataclass(frozen=True)
+class Stack:
+    repo: Path
+    env: dict[str, str]
+    stages: list[str]
+
+
+def _s3(endpoint: str):
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory,
+          _moto_server_for_session: MotoServerControl) -> Iterator[Stack]:
+    endpoint = _moto_server_for_session.url
+    tmp = tmp_path_factory.mktemp("flows")
+    repo = make_repo_copy(tmp / "repo", f"s3://{TEST_BUCKET}/{PREFIX}", endpoint)
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true", "D2V_ROOT": str(repo)}
+    env = prefect_env(tmp / "prefect-home", api, aws)
+    server = start_process(["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                           repo, env, tmp / "server.log")
+    worker = None
+    try:
+        wait_healthy(api, server, tmp / "server.log")
+        run(["prefect", "work-pool", "create", "d2v-process", "--type", "process"], repo, env)
+        run(["bash", "infra/prefect/gpu-pool.sh"], repo, env)  # the GPU pool prefect.yaml names
+        run(["prefect", "--no-prompt", "deploy", "--all"], repo, env)
+        worker = start_process(["prefect", "worker", "start", "--pool", "d2v-process", "--type", "process"],
+                               repo, env, tmp / "worker.log")
+        available = set(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"])
+        yield Stack(repo, env, [s for s in ("pretrain", "evaluate") if s in available])
+    finally:
+        if worker is not None:
+            stop_process(worker)
+        stop_process(server)
+
+
+def run_deployment(stack: Stack, name: str, params: dict) -> str:
+    out = run(["prefect", "deployment", "run", name, "--params", json.dumps(params),
+               "--watch", "--watch-timeout", "600"], stack.repo, stack.env, timeout=660)
+    assert "Completed" in out, out[-3000:]
+    return out
+
+
+def verified_manifests(endpoint: str) -> dict[str, dict]:
+    """Every manifest in the bucket, after checking each listed object's size and sha256."""
+    s3 = _s3(endpoint)
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=TEST_BUCKET, Prefix=PREFIX)
+            for o in page.get("Contents", [])]
+    manifests = {}
+    for key in (k for k in keys if k.endswith("/manifest.json")):
+        manifest = json.loads(s3.get_object(Bucket=TEST_BUCKET, Key=key)["Body"].read())
+        run_prefix = key.removesuffix("manifest.json")
+        for entry in manifest["files"]:
+            body = s3.get_object(Bucket=TEST_BUCKET, Key=run_prefix + entry["path"])["Body"].read()
+            assert len(body) == entry["size"] and hashlib.sha256(body).hexdigest() == entry["sha256"], entry
+        assert {k.removeprefix(run_prefix) for k in keys if k.startswith(run_prefix)} == \
+            {e["path"] for e in manifest["files"]} | {"manifest.json"}
+        manifests[manifest["run_id"]] = manifest
+    return manifests
+
+
+@pytest.mark.slow
+def test_benchmark_deployment_publishes_a_verified_run_to_s3(stack: Stack, moto_server: str, s3_bucket: str) -> None:
+    params = {"modalities": ["image"], "data_stages": ["validate"], "stages": stack.stages,
+              "run_id": "bench-e2e"}
+    run_deployment(stack, "benchmark/benchmark", params)
+
+    manifests = verified_manifests(moto_server)
+    assert list(manifests) == ["bench-e2e-image"]
+    manifest = manifests["bench-e2e-image"]
+    paths = {e["path"] for e in manifest["files"]}
+    assert {"models/image/checkpoint.pt", "metrics/pretrain/image.json", "reports/validation/image.json"} <= paths
+    if "evaluate" in stack.stages:
+        assert "metrics/eval/image.json" in paths
+    assert manifest["modality"] == "image" and manifest["extra"]["flow"] == "benchmark"
+    assert manifest["extra"]["data_version"].endswith(".dir")
+    assert manifest["provenance"]["git_commit"] and manifest["provenance"]["dvc_lock_sha256"]
+    latest = json.loads(_s3(moto_server).get_object(Bucket=TEST_BUCKET, Key=f"{PREFIX}/pointers/image/latest.json")["Body"].read())
+    assert latest["run_id"] == "bench-e2e-image"
+    artifacts = run(["prefect", "artifact", "ls"], stack.repo, stack.env)
+    assert "d2v-benchmark-report" in artifacts
+
+
+@pytest.mark.slow
+def test_retrain_deployment_keeps_a_better_champion(stack: Stack, moto_server: str, s3_bucket: str) -> None:
+    """The champion holds an unbeatable score on the candidate's metric: the run is published, not promoted."""
+    from d2v.artifacts.config import ArtifactsConfig
+    from d2v.artifacts.store import ArtifactStore, Metric
+
+    store = ArtifactStore.from_config(ArtifactsConfig(uri=f"s3://{TEST_BUCKET}/{PREFIX}", endpoint_url=moto_server))
+    metric = Metric("linear_probe/top1", 2.0) if "evaluate" in stack.stages else Metric("pretrain/final_loss_avg", 0.0)
+    champion_file = stack.repo.parent / "champion.txt"
+    champion_file.write_text("the reigning champion\n")
+    store.publish({"note.txt": champion_file}, run_id="champion-0", modality="image")
+    store.promote("champion-0", "image", metric)
+
+    params = {"modalities": ["image"], "data_stages": ["validate"], "stages": stack.stages,
+              "refresh": True, "refresh_stages": ["download"], "warm_start": False, "run_id": "retrain-e2e"}
+    run_deployment(stack, "retrain/retrain", params)
+
+    manifests = verified_manifests(moto_server)
+    assert set(manifests) == {"champion-0", "retrain-e2e-image"}
+    extra = manifests["retrain-e2e-image"]["extra"]
+    assert extra["decision"] == "kept_champion" and "worse than" in extra["reason"]
+    assert extra["champion"] == {"metric": metric.name, "value": metric.value}
+    assert extra["candidate"]["metric"] == metric.name and extra["champion_run_id"] == "champion-0"
+    champion = store.pointer("image", "champion")
+    assert champion is not None and champion.run_id == "champion-0"
+    assert store.pointer("image", "latest").run_id == "retrain-e2e-image"
