@@ -18,7 +18,7 @@ from d2v import MODALITIES
 from d2v.artifacts.store import new_run_id
 from pipelines.flows.logs import run_logger
 from pipelines.flows.data import DATA_STAGES, data_flow
-from pipelines.flows.dvc import available_stages, dvc_repro, expand_stages
+from pipelines.flows.dvc_stages import available_stages, dvc_repro, expand_stages
 from pipelines.flows.evaluate import EVAL_STAGE, evaluate_flow
 from pipelines.flows.pretrain import pretrain_flow
 from pipelines.flows.publish import PUBLISH_PATHS, publish_run, store_config

@@ -16,7 +16,7 @@ from prefect import flow
 from d2v import MODALITIES
 from d2v.config import load_params
 from pipelines.flows.logs import run_logger
-from pipelines.flows.dvc import available_stages, dvc_repro, expand_stages, prepared_data_versions
+from pipelines.flows.dvc_stages import available_stages, dvc_repro, expand_stages, prepared_data_versions
 
 DATA_STAGES = ["download", "prepare", "tokenize", "validate"]
 REFRESH_STAGES = ["download"]

@@ -27,7 +27,7 @@ from d2v import MODALITIES
 from pipelines.flows.logs import run_logger
 from pipelines.flows.commands import run_streaming, tool_env
 from pipelines.flows.decision import eval_records
-from pipelines.flows.dvc import dvc_commit, dvc_repro, stage_command
+from pipelines.flows.dvc_stages import dvc_commit, dvc_repro, stage_command
 
 EVAL_STAGE = "evaluate"
 

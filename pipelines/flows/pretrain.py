@@ -21,7 +21,7 @@ from prefect.cache_policies import NONE
 from d2v.errors import D2VError
 from pipelines.flows.logs import run_logger
 from pipelines.flows.commands import run_streaming, tool_env
-from pipelines.flows.dvc import d2v_args, dvc_commit, read_json, stage_command
+from pipelines.flows.dvc_stages import d2v_args, dvc_commit, read_json, stage_command
 
 INIT_CHECKPOINT_ENV = "D2V_INIT_CHECKPOINT"
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +68,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory,
 
 
 def run_deployment(stack: Stack, name: str, params: dict) -> str:
-    out = run(["prefect", "deployment", "run", name, "--params", json.dumps(params),
-               "--watch", "--watch-timeout", "600"], stack.repo, stack.env, timeout=660)
-    assert "Completed" in out, out[-3000:]
+    done = subprocess.run(["prefect", "deployment", "run", name, "--params", json.dumps(params),
+                           "--watch", "--watch-timeout", "600"], cwd=stack.repo, env=stack.env,
+                          capture_output=True, text=True, timeout=660)
+    out = done.stdout + done.stderr
+    if done.returncode != 0 or "Completed" not in out:
+        run_id = re.search(r"UUID: ([0-9a-f-]{36})", out)
+        logs = run(["prefect", "flow-run", "logs", run_id.group(1)], stack.repo, stack.env) if run_id else ""
+        pytest.fail(f"{name} did not complete:\n{out[-2000:]}\nflow run logs:\n{logs[-6000:]}")
     return out
 
 
