@@ -51,7 +51,7 @@ def pretraining_curves(modality: str, steps: dict[str, tuple[float, ...]]) -> by
     x = steps.get("step") or tuple(float(i) for i in range(1, 1 + max((len(v) for v in steps.values()), default=0)))
     # Fixed margins rather than constrained layout: the same look at half the drawing time.
     figure, (loss_ax, var_ax, lr_ax) = plt.subplots(1, 3, figsize=(12, 3.4))
-    figure.subplots_adjust(left=0.05, right=0.94, bottom=0.15, top=0.83, wspace=0.3)
+    figure.subplots_adjust(left=0.05, right=0.93, bottom=0.15, top=0.83, wspace=0.32)
     figure.suptitle(f"{modality}: pretraining", fontsize=11)
 
     _plot_columns(loss_ax, steps, ["loss"], x)
