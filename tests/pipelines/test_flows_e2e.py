@@ -115,8 +115,8 @@ def test_benchmark_deployment_publishes_a_verified_run_to_s3(stack: Stack, moto_
     assert manifest["provenance"]["git_commit"] and manifest["provenance"]["dvc_lock_sha256"]
     latest = json.loads(_s3(moto_server).get_object(Bucket=TEST_BUCKET, Key=f"{PREFIX}/pointers/image/latest.json")["Body"].read())
     assert latest["run_id"] == "bench-e2e-image"
-    artifacts = run(["prefect", "artifact", "ls"], stack.repo, stack.env)
-    assert "d2v-benchmark-report" in artifacts
+    report = run(["prefect", "artifact", "inspect", "d2v-benchmark-report"], stack.repo, stack.env)
+    assert "markdown" in report and "bench-e2e-image" in report
 
 
 @pytest.mark.slow
