@@ -1,0 +1,178 @@
+"""Flow building blocks without a Prefect server: decisions, stage lists, torchrun, publishing."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from d2v.artifacts.config import ArtifactsConfig
+from d2v.artifacts.store import ArtifactStore, Metric
+from d2v.errors import D2VError
+from pipelines.flows.commands import StageFailed, run_streaming
+from pipelines.flows.decision import Score, decide, primary_eval_score
+from pipelines.flows.dvc_stages import d2v_args, expand_stages, prepared_data_versions
+from pipelines.flows.pretrain import Rendezvous, torchrun_command
+from pipelines.flows.publish import files_to_publish, store_config
+from pipelines.flows.retrain import judge_and_publish
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ["download@image", "download@text", "tokenize", "pretrain@image", "pretrain@text", "report"]
+
+
+# ------------------------------------------------------------------------------------- decisions
+
+
+@pytest.mark.parametrize(("candidate", "champion", "promote"), [
+    (Score("linear_probe/top1", 0.81, True), Score("linear_probe/top1", 0.80), True),
+    (Score("linear_probe/top1", 0.79, True), Score("linear_probe/top1", 0.80), False),
+    (Score("linear_probe/top1", 0.80, True), Score("linear_probe/top1", 0.80), True),   # tie: newer data
+    (Score("ctc/wer", 0.30, False), Score("ctc/wer", 0.35), True),                   # lower is better
+    (Score("ctc/wer", 0.40, False), Score("ctc/wer", 0.35), False),
+    (Score("ctc/wer", 0.40), Score("ctc/wer", 0.35), False),                         # direction by name
+    (Score("linear_probe/top1", 0.9, True), None, True),                              # no champion
+    (Score("linear_probe/top1", math.nan, True), None, False),
+    (Score("finetune/top1", 0.99, True), Score("linear_probe/top1", 0.5), False),      # metric changed
+])
+def test_decide(candidate: Score, champion: Score | None, promote: bool) -> None:
+    decision = decide(candidate, champion)
+    assert decision.promote is promote
+    record = decision.as_record()
+    assert record["decision"] == ("promoted" if promote else "kept_champion")
+    assert record["candidate"] == {"metric": candidate.name, "value": candidate.value} or math.isnan(candidate.value)
+
+
+def test_primary_eval_score_is_the_first_record(tmp_path: Path) -> None:
+    path = tmp_path / "speech.json"
+    path.write_text(json.dumps({"ctc": {"task": "ctc", "metric": "wer", "pretrained": 0.4, "random_init": 0.9,
+                                        "higher_is_better": False},
+                                "ctc_cer": {"task": "ctc_cer", "metric": "cer", "pretrained": 0.2}}))
+    assert primary_eval_score(path) == Score("ctc/wer", 0.4, False)
+    path.write_text("{}")
+    with pytest.raises(D2VError, match="speech.json"):
+        primary_eval_score(path)
+
+
+# ----------------------------------------------------------------------------------- DVC stages
+
+
+def test_expand_stages_instances_plain_and_unknown() -> None:
+    assert expand_stages(["download", "tokenize", "pretrain", "report"], ["image"], STAGES) == [
+        "download@image", "tokenize", "pretrain@image", "report"]
+    assert expand_stages(["pretrain@text"], ["image"], STAGES) == ["pretrain@text"]
+    with pytest.raises(D2VError, match="no stage 'evaluate'"):
+        expand_stages(["evaluate"], ["image"], STAGES)
+
+
+def test_d2v_args_requires_one_d2v_command() -> None:
+    assert d2v_args("d2v pretrain image", "pretrain@image") == ["pretrain", "image"]
+    with pytest.raises(D2VError, match="pretrain@image"):
+        d2v_args("python train.py && echo done", "pretrain@image")
+
+
+def test_prepared_data_versions_from_dvc_lock(tmp_path: Path) -> None:
+    lock = {"schema": "2.0", "stages": {
+        "prepare@image": {"cmd": "x", "outs": [{"path": "data/prepared/image", "md5": "abc.dir"}]},
+        "tokenize": {"cmd": "y", "outs": [{"path": "data/prepared/text", "md5": "def.dir"}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert prepared_data_versions(tmp_path, "data/prepared", ["image", "text", "speech"]) == {
+        "image": "abc.dir", "text": "def.dir"}
+
+
+# -------------------------------------------------------------------------------------- torchrun
+
+
+def test_torchrun_command_standalone_and_multinode() -> None:
+    assert torchrun_command(["pretrain", "image"], 2, Rendezvous()) == [
+        "torchrun", "--nproc_per_node=2", "--standalone", "-m", "d2v.cli", "pretrain", "image"]
+    multi = torchrun_command(["pretrain", "text"], 8, Rendezvous("2", None, "c10d", "node0:29400", "job7"))
+    assert multi[:6] == ["torchrun", "--nproc_per_node=8", "--nnodes=2", "--rdzv_backend=c10d",
+                         "--rdzv_endpoint=node0:29400", "--rdzv_id=job7"]
+    assert "--standalone" not in multi
+    with pytest.raises(D2VError, match="rdzv_endpoint"):
+        torchrun_command(["pretrain", "text"], 8, Rendezvous("2"))
+
+
+def test_run_streaming_hands_over_every_line_and_reports_failures(tmp_path: Path) -> None:
+    lines: list[str] = []
+    run_streaming(["bash", "-c", "echo one; echo two >&2"], tmp_path, lines.append)
+    assert lines == ["one", "two"]
+    with pytest.raises(StageFailed, match=r"exited with 3(.|\n)*boom"):
+        run_streaming(["bash", "-c", "echo boom; exit 3"], tmp_path, lines.append)
+
+
+# ------------------------------------------------------------------------ publishing and judging
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A repo root with params.yaml and the outputs of an image pretraining + evaluation."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "models" / "image").mkdir(parents=True)
+    (root / "models" / "image" / "checkpoint.pt").write_bytes(b"weights")
+    (root / "metrics" / "eval").mkdir(parents=True)
+    (root / "metrics" / "eval" / "image.json").write_text(json.dumps(
+        {"linear_probe": {"task": "linear_probe", "metric": "top1", "pretrained": 0.8, "higher_is_better": True}}))
+    return root
+
+
+def test_files_to_publish_keeps_repository_paths(workspace: Path) -> None:
+    files = files_to_publish(workspace, "image", ["models/{modality}", "metrics/eval/{modality}.json",
+                                                  "reports/benchmark.md"])
+    assert sorted(files) == ["metrics/eval/image.json", "models/image/checkpoint.pt"]
+
+
+def test_store_config_resolves_a_relative_local_store_under_the_root(workspace: Path) -> None:
+    assert store_config(workspace).uri == f"file://{(workspace / 'artifacts').resolve()}"
+    assert store_config(workspace, "s3://b/p", "http://127.0.0.1:9").endpoint_url == "http://127.0.0.1:9"
+
+
+@pytest.mark.parametrize(("champion_top1", "expected"), [(0.7, "promoted"), (0.9, "kept_champion")])
+def test_judge_and_publish_promotes_only_a_model_that_is_not_worse(
+    workspace: Path, champion_top1: float, expected: str
+) -> None:
+    cfg = ArtifactsConfig(uri=f"file://{workspace.parent / 'store'}")
+    store = ArtifactStore.from_config(cfg)
+    store.publish({"models/image/checkpoint.pt": workspace / "models/image/checkpoint.pt"}, run_id="old",
+                  modality="image")
+    store.promote("old", "image", Metric("linear_probe/top1", champion_top1))
+
+    decision, published = judge_and_publish.fn(str(workspace), cfg, "new-image", "image", "eval",
+                                                ["models/{modality}", "metrics/eval/{modality}.json"],
+                                                {"flow": "retrain"})
+    assert decision.as_record()["decision"] == expected
+    extra = store.manifest("new-image").extra
+    assert extra["decision"] == expected and extra["flow"] == "retrain" and extra["champion_run_id"] == "old"
+    assert extra["candidate"] == {"metric": "linear_probe/top1", "value": 0.8}
+    assert extra["champion"] == {"metric": "linear_probe/top1", "value": champion_top1}
+    assert store.pointer("image", "champion").run_id == ("new-image" if expected == "promoted" else "old")
+    assert store.pointer("image", "latest").run_id == "new-image"  # published either way
+    assert published["files"].keys() == {"models/image/checkpoint.pt", "metrics/eval/image.json"}
+
+
+# ---------------------------------------------------------------------------------- prefect.yaml
+
+
+def test_prefect_yaml_deployments_match_the_flows() -> None:
+    import importlib
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    deployments = {d["name"]: d for d in spec["deployments"]}
+    assert {"benchmark", "retrain"} <= set(deployments)
+    assert "schedules" not in deployments["benchmark"]  # on demand
+    assert deployments["retrain"]["schedules"][0]["cron"] and deployments["retrain"]["schedules"][0]["active"]
+    assert deployments["benchmark"]["work_pool"]["name"] == "d2v-process"
+    gpu_pools = {d["work_pool"]["name"] for d in deployments.values()} - {"d2v-process"}
+    assert gpu_pools == {"d2v-gpu"} and "POOL:-d2v-gpu" in (REPO / "infra/prefect/gpu-pool.sh").read_text()
+    assert "set_working_directory" in json.dumps(spec["pull"])
+    for deployment in deployments.values():
+        path, name = deployment["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        flow = getattr(module, name)
+        assert set(deployment.get("parameters", {})) <= set(flow.parameters.properties), deployment["name"]
