@@ -22,7 +22,7 @@ from d2v.core.types import PAD_ID
 from d2v.data.datasets import ImageCollate, ImageDataset, SpeechDataset, TextBlockDataset
 from d2v.errors import D2VError
 from d2v.models import build_model, model_spec
-from d2v.train.checkpoint import ModelFingerprint
+from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
 from d2v.train.config import TrainConfig
 from d2v.train.distributed import init_distributed
 from d2v.train.loop import RunPaths, pretrain
@@ -119,12 +119,20 @@ def run_pretraining(
     seed: int,
     max_speech_seconds: float,
     resume: bool = False,
+    init_checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Pretrain one modality; returns the summary that `metrics/pretrain/<modality>.json` holds."""
+    """Pretrain one modality; returns the summary that `metrics/pretrain/<modality>.json` holds.
+
+    `init_checkpoint` warm-starts: student and teacher weights come from that checkpoint (it must be
+    of the same model), optimizer and schedule start fresh. `resume` continues this run's own
+    checkpoint exactly and takes precedence.
+    """
     torch.manual_seed(seed)  # the model's initial weights
     model = build_pretraining_model(modality, choice, data_root)
     data = pretraining_data(modality, data_root, model, max_speech_seconds)
     fingerprint = ModelFingerprint.of(modality, choice.version, choice.preset, model.spec)
+    if init_checkpoint is not None:
+        model.load_state_dict(load_checkpoint(init_checkpoint, expected=fingerprint)["model"])
     return pretrain(
         model,
         data.dataset,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from d2v import MODALITIES
 from d2v.config import load_params
+
+INIT_CHECKPOINT_ENV = "D2V_INIT_CHECKPOINT"  # set by the Prefect retrain flow's warm start
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("modality", choices=MODALITIES)
     parser.add_argument("--params", default="params.yaml", help="path to params.yaml")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint if it exists")
+    parser.add_argument(
+        "--init-checkpoint",
+        default=os.environ.get(INIT_CHECKPOINT_ENV) or None,
+        help=f"warm start: initial weights from this checkpoint (default: ${INIT_CHECKPOINT_ENV})",
+    )
     parser.add_argument("--models-dir", default="models", help="checkpoint goes to <dir>/<modality>/checkpoint.pt")
     parser.add_argument("--metrics-dir", default="metrics/pretrain", help="<modality>.json summary + .tsv per step")
     parser.set_defaults(func=run)
@@ -40,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         seed=params.pretrain.resolve_seed(params.seed),
         max_speech_seconds=params.data.speech.max_seconds,
         resume=args.resume,
+        init_checkpoint=Path(args.init_checkpoint) if args.init_checkpoint else None,
     )
     if summary:
         print(json.dumps({k: summary[k] for k in sorted(summary) if not isinstance(summary[k], (dict, list))}, indent=1))
