@@ -71,6 +71,8 @@ def make_loader(
 
 
 def labels_of(batch: Batch, where: str = "batch") -> Tensor:
+    if not isinstance(batch, Mapping):
+        raise D2VError(f"{where}: batches must be dicts of tensors, got {type(batch).__name__}; pass the readers' collate")
     if "label" not in batch:
         raise D2VError(f"{where}: no 'label' key (have: {', '.join(batch)})")
     return batch["label"]

@@ -32,8 +32,8 @@ def extract_features(encoder: FeatureEncoder, loader: DataLoader, pooling: str) 
     features, labels = [], []
     try:
         for batch in loader:
+            labels.append(labels_of(batch, "linear probe"))  # first: a clear error for non-dict batches
             features.append(pool(encoder(batch), pooling).float())  # (B, D)
-            labels.append(labels_of(batch))
     finally:
         encoder.train(was_training)  # type: ignore[attr-defined]
     if not features:

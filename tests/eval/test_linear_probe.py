@@ -76,5 +76,8 @@ def test_probe_errors_are_clear(image_encoder_factory) -> None:
     one_class = DictDataset(features=torch.randn(5, 2, 12), label=torch.zeros(5, dtype=torch.long))
     with pytest.raises(D2VError, match="one distinct label"):
         linear_probe(encoder, {"train": one_class, "test": one_class}, CFG, pooling="mean", n_test=None, seed=0)
+    tuples = [(torch.randn(2, 12), 0), (torch.randn(2, 12), 1)]
+    with pytest.raises(D2VError, match="pass the readers' collate"):
+        linear_probe(encoder, {"train": tuples, "test": tuples}, CFG, pooling="mean", n_test=None, seed=0)
     with pytest.raises(D2VError, match="no CLS output"):
         linear_probe(encoder, splits, CFG, pooling="cls", n_test=None, seed=0)
