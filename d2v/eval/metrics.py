@@ -24,6 +24,9 @@ GLUE_TASK_KINDS: dict[str, GlueKind] = {
     "cola": "mcc",
     "sst2": "accuracy",
     "mrpc": "f1_accuracy",
+    # The embedded stand-ins score like the GLUE task they imitate.
+    "sentiment": "accuracy",  # SST-2-like
+    "paraphrase": "f1_accuracy",  # MRPC-like
     "qqp": "f1_accuracy",
     "stsb": "correlation",
     "mnli": "accuracy",

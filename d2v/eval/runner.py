@@ -42,9 +42,10 @@ def evaluate_image(
     cfg: ImageEvalConfig,
     out_dir: str | Path,
     class_names: Sequence[str] | None = None,
+    collate: Collate | None = None,
 ) -> list[BaselineRecord]:
     """Linear probe (the main task) and fine-tuning; confusion matrix of the pretrained probe."""
-    common = dict(splits=splits, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed)
+    common = dict(splits=splits, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed, collate=collate)
     probe, probe_result, _ = compare_with_random_init(
         "linear_probe", "top1", partial(linear_probe, cfg=cfg.linear_probe, **common), pretrained, random_init, cfg.seed
     )

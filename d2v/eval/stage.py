@@ -1,0 +1,105 @@
+"""The `evaluate@<modality>` stage: checkpoint + prepared splits -> metrics/eval/<modality>.json.
+
+Loads the pretrained student from `models/<modality>/checkpoint.pt` (refusing a checkpoint of another
+modality or preset), builds a random-init twin of the same architecture as the baseline, maps the
+prepared splits onto the names the procedures use ("train", "test") and runs the modality's runner.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch.utils.data import Dataset
+
+from d2v.config import ModelChoice
+from d2v.core.types import FeatureEncoder
+from d2v.data.datasets import ImageCollate, ImageDataset, SpeechCollate, SpeechDataset, TextCollate, TextTaskDataset
+from d2v.errors import D2VError
+from d2v.eval.baseline import BaselineRecord, write_atomically
+from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
+from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
+from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
+from d2v.train.run import build_pretraining_model
+
+# Prepared split names -> the procedures' names. Models never see the test split before scoring.
+IMAGE_SPLITS = {"train": "train", "test": "test"}
+SPEECH_SPLITS = {"train": "asr_train", "test": "asr_test"}
+SPEECH_EXTRA_TEST = ("asr_real",)  # the real Asterisk prompts, when prepared
+TEXT_SPLITS = {"train": "train", "test": "test"}
+
+
+def load_pretrained(modality: str, choice: ModelChoice, data_root: Path, checkpoint: Path) -> FeatureEncoder:
+    model = build_pretraining_model(modality, choice, data_root)
+    fingerprint = ModelFingerprint.of(modality, choice.version, choice.preset, model.spec)
+    payload = load_checkpoint(checkpoint, expected=fingerprint)
+    model.load_state_dict(payload["model"])
+    model.eval()
+    return model.student_encoder()
+
+
+def evaluate_modality(
+    modality: str,
+    choice: ModelChoice,
+    cfg: ImageEvalConfig | SpeechEvalConfig | TextEvalConfig,
+    *,
+    data_root: Path,
+    checkpoint: Path,
+    out_dir: Path,
+) -> list[BaselineRecord]:
+    pretrained = load_pretrained(modality, choice, data_root, checkpoint)
+
+    def random_init() -> FeatureEncoder:
+        return build_pretraining_model(modality, choice, data_root).student_encoder()
+
+    if modality == "image":
+        assert isinstance(cfg, ImageEvalConfig)
+        meta = _meta(data_root)
+        splits = {name: ImageDataset(data_root, split) for name, split in IMAGE_SPLITS.items()}
+        return evaluate_image(
+            pretrained, random_init, splits, cfg, out_dir,
+            class_names=meta.get("class_names"), collate=ImageCollate(meta["mean"], meta["std"]),
+        )
+    if modality == "speech":
+        assert isinstance(cfg, SpeechEvalConfig)
+        splits = {name: SpeechDataset(data_root, split) for name, split in SPEECH_SPLITS.items()}
+        splits.update(_optional_speech_splits(data_root))
+        records = evaluate_speech(
+            pretrained, random_init, splits, cfg, out_dir, collate=SpeechCollate(crop=False), extra_test_splits=SPEECH_EXTRA_TEST
+        )
+    elif modality == "text":
+        assert isinstance(cfg, TextEvalConfig)
+        task_splits = {
+            task: {name: TextTaskDataset(data_root, task, split) for name, split in TEXT_SPLITS.items()}
+            for task in cfg.tasks
+        }
+        records = evaluate_text(pretrained, random_init, task_splits, cfg, out_dir, collate=TextCollate(cfg.max_len))
+    else:
+        raise D2VError(f"unknown modality {modality!r}")
+    write_task_table(out_dir / f"{modality}_tasks.csv", records)
+    return records
+
+
+def write_task_table(path: Path, records: list[BaselineRecord]) -> Path:
+    """The records as a CSV (task, metric, pretrained, random_init, delta) for `dvc plots`."""
+    lines = ["task,metric,pretrained,random_init,delta"]
+    lines += [f"{r.task},{r.metric},{r.pretrained:.6f},{r.random_init:.6f},{r.delta:.6f}" for r in records]
+    return write_atomically(path, "\n".join(lines) + "\n")
+
+
+def _optional_speech_splits(data_root: Path) -> dict[str, Dataset]:
+    found: dict[str, Dataset] = {}
+    for split in SPEECH_EXTRA_TEST:
+        try:
+            found[split] = SpeechDataset(data_root, split)
+        except D2VError:  # not prepared (the transcripts file is optional): skip that test set
+            continue
+    return found
+
+
+def _meta(data_root: Path) -> dict[str, Any]:
+    path = data_root / "meta.json"
+    if not path.is_file():
+        raise D2VError(f"{path}: not found (run the prepare stage first)")
+    return json.loads(path.read_text(encoding="utf-8"))
