@@ -13,8 +13,13 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 setup:  ## Debian data packages + .venv from constraints.txt (idempotent, seconds when nothing changed)
 	@bash infra/setup.sh
 
-demo: setup  ## the whole pipeline on the embedded default (CPU, minutes)
+demo: setup  ## the whole pipeline on the embedded default (CPU, minutes), published to artifacts/
 	$(BIN)/dvc repro
+	@# One immutable run per pipeline state (named after dvc.lock): a repeated demo publishes nothing new.
+	@run=demo-$$(sha256sum dvc.lock | cut -c1-12); \
+	if $(BIN)/d2v artifacts ls | grep -q "$$run"; then echo "artifacts: $$run already published"; \
+	else $(BIN)/d2v artifacts publish models metrics reports/validation reports/benchmark.md \
+		reports/benchmark.html dvc.lock params.yaml --run-id $$run; fi
 	@$(BIN)/python -m pipelines.demo_summary
 
 test: setup  ## the whole test suite
