@@ -7,19 +7,18 @@ so a damaged manifest fails with the offending key named.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from d2v.data.io import sha256_file
 from d2v.artifacts.errors import ArtifactError
 from d2v.config import from_mapping, to_mapping
 from d2v.errors import ConfigError
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
-_HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -94,14 +93,6 @@ def check_relative_path(path: str, where: str) -> None:
                             "(expected a relative path without '..')")
     if path == MANIFEST_NAME:
         raise ArtifactError(f"{where}: a run file may not be named {MANIFEST_NAME!r} (reserved)")
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def describe_file(rel_path: str, path: Path) -> FileEntry:

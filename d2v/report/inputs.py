@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from d2v.eval.baseline import BaselineRecord
 from d2v import MODALITIES
 from d2v.errors import D2VError
 
@@ -33,21 +34,8 @@ class PretrainRun:
     steps: dict[str, tuple[float, ...]]  # column -> values, one per logged step ({} if no step log)
 
 
-@dataclass(frozen=True)
-class EvalRecord:
-    task: str
-    metric: str
-    higher_is_better: bool
-    pretrained: float
-    random_init: float
-    delta: float
-    n_train: int
-    n_test: int
-    wall_time_s: float
-
-    @property
-    def pretraining_helps(self) -> bool:
-        return self.delta > 0 if self.higher_is_better else self.delta < 0
+# The report reads back exactly what d2v.eval writes.
+EvalRecord = BaselineRecord
 
 
 @dataclass(frozen=True)

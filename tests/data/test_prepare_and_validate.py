@@ -1,6 +1,5 @@
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -13,7 +13,7 @@ from d2v.eval.config import LinearProbeConfig
 from d2v.eval.data import EvalResult
 from d2v.eval.linear_probe import linear_probe
 
-from conftest import PatchEmbed, StandInEncoder
+from eval_standins import PatchEmbed, StandInEncoder
 
 RECORD_KEYS = {
     "task", "metric", "higher_is_better", "pretrained", "random_init", "delta", "n_train", "n_test", "wall_time_s",

@@ -7,7 +7,7 @@ from d2v.errors import D2VError
 from d2v.eval.config import SpeechEvalConfig
 from d2v.eval.ctc import LetterVocabulary, ctc_finetune, greedy_decode
 
-from conftest import DictDataset
+from eval_standins import DictDataset
 
 FRAME = 8  # samples per encoder frame in the stand-in speech encoder
 WORDS = ["abc", "bad", "cab", "dab", "cad", "bca"]  # no doubled letters: one frame run per letter

@@ -8,7 +8,7 @@ from d2v.eval.augment import ImageAugment
 from d2v.eval.config import FinetuneConfig, ImageAugmentConfig
 from d2v.eval.finetune import EncoderWithHead, encoder_layer_ids, finetune, parameter_groups
 
-from conftest import DictDataset
+from eval_standins import DictDataset
 
 CFG = FinetuneConfig(
     epochs=3, lr=3e-3, batch_size=32, weight_decay=0.01, layer_decay=0.65,

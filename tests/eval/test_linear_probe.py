@@ -9,7 +9,7 @@ from d2v.errors import D2VError
 from d2v.eval.config import LinearProbeConfig
 from d2v.eval.linear_probe import linear_probe
 
-from conftest import DictDataset
+from eval_standins import DictDataset
 
 CFG = LinearProbeConfig(epochs=50, lr=0.05, batch_size=0, weight_decay=0.0, n_train=None)
 

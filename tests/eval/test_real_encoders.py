@@ -12,7 +12,7 @@ from d2v.eval.finetune import encoder_layer_ids, finetune
 from d2v.eval.linear_probe import linear_probe
 from d2v.models import build_model, model_spec
 
-from conftest import DictDataset
+from eval_standins import DictDataset
 
 FT = FinetuneConfig(
     epochs=1, lr=1e-3, batch_size=8, weight_decay=0.05, layer_decay=0.65, label_smoothing=0.1,

@@ -15,7 +15,7 @@ from d2v.eval.config import (
 )
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
 
-from conftest import DictDataset, FrameEmbed, PatchEmbed, StandInEncoder, TokenEmbed
+from eval_standins import DictDataset, FrameEmbed, PatchEmbed, StandInEncoder, TokenEmbed
 from test_ctc import pad_collate, synthetic_speech
 
 FT = FinetuneConfig(

@@ -20,7 +20,7 @@ import boto3
 import pytest
 import yaml
 
-from conftest import TEST_BUCKET, MotoServerControl, free_port
+from moto_support import TEST_BUCKET, MotoServerControl, free_port
 from flow_stack import make_repo_copy, prefect_env, run, start_process, stop_process, wait_healthy
 
 PREFIX = "d2v"
