@@ -1,0 +1,111 @@
+"""Training-step throughput of the data2vec models, and the share of this machine's matmul peak.
+
+For every modality and version (tiny preset, the demo's batch shapes): time full optimizer steps
+(forward, backward, AdamW, EMA update), count their FLOPs with torch's FlopCounterMode, and compare
+with a square fp32 matmul measured in the same run. Prints a table and writes
+benchmarks/results/train_step.json.
+
+    python benchmarks/bench_train_step.py [--steps 8] [--warmup 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from d2v.config import ModelChoice
+from d2v.models import build_model, model_spec
+
+RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
+
+# The embedded default's pretraining batches (params.yaml pretrain.<modality>.batch_size).
+SHAPES = {
+    "image": lambda: {"image": torch.randn(64, 1, 28, 28)},
+    "speech": lambda: {"waveform": torch.randn(8, 32_000)},  # 2 s crops at 16 kHz
+    "text": lambda: {"tokens": torch.randint(5, 8000, (16, 128))},
+}
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def bench(modality: str, version: int, steps: int, warmup: int) -> dict[str, float | int | str]:
+    torch.manual_seed(0)
+    model = build_model(model_spec(modality, ModelChoice(version=version, preset="tiny")))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    generator = torch.Generator().manual_seed(0)
+    batch = SHAPES[modality]()
+
+    def step() -> None:
+        out = model(batch, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        optimizer.step()
+        model.ema_step()
+
+    for _ in range(warmup):
+        step()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    seconds = (time.perf_counter() - start) / steps
+    samples = next(iter(batch.values())).shape[0]
+    return {
+        "modality": modality,
+        "version": version,
+        "batch": samples,
+        "params_m": round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 3),
+        "s_per_step": round(seconds, 4),
+        "samples_per_s": round(samples / seconds, 1),
+        "gflop_per_step": round(counter.get_total_flops() / 1e9, 2),
+        "gflops": round(counter.get_total_flops() / 1e9 / seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    peak = matmul_peak_gflops()
+    rows = [bench(m, v, args.steps, args.warmup) for m in SHAPES for v in (1, 2)]
+    for row in rows:
+        row["pct_of_matmul_peak"] = round(100 * float(row["gflops"]) / peak, 1)
+    header = ["modality", "version", "batch", "params_m", "s_per_step", "samples_per_s", "gflop_per_step", "gflops", "pct_of_matmul_peak"]
+    print(f"fp32 matmul peak measured now: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    print(" | ".join(header))
+    for row in rows:
+        print(" | ".join(str(row[h]) for h in header))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "matmul_peak_gflops": round(peak, 1),
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "rows": rows,
+    }
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, RESULTS)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
