@@ -181,7 +181,7 @@ def ensure_bucket(cfg: ArtifactsConfig) -> bool:
         backend._call("head bucket", lambda: client.head_bucket(Bucket=backend.bucket))
         return False
     except ArtifactNotFoundError:
-        pass
+        pass  # absent: created below
     region = client.meta.region_name
     extra = {} if region in (None, "us-east-1") else {
         "CreateBucketConfiguration": {"LocationConstraint": region}}

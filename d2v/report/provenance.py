@@ -76,7 +76,7 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
-        pass
+        pass  # no /proc (not Linux): fall back to platform
     return platform.processor() or platform.machine() or "unknown"
 
 
@@ -86,7 +86,7 @@ def _memory_gib() -> float | None:
             if line.startswith("MemTotal:"):
                 return round(int(line.split()[1]) / 2**20, 1)
     except (OSError, ValueError, IndexError):
-        pass
+        pass  # unknown on this platform: the report says so
     return None
 
 
