@@ -49,6 +49,7 @@ def run_stages(
             results["evaluate"] = evaluate_flow(root=root, modalities=modalities, mode=eval_mode)
         else:
             dvc_repro(root, expand_stages([stage], modalities, available))
+            results[stage] = {"ran": True}
     return results
 
 
@@ -72,9 +73,13 @@ def _fmt(value: Any) -> str:
 
 
 def publish_report_artifact(root: str, title: str, results: dict[str, Any], published: dict[str, dict]) -> str:
-    """The report stage's Markdown (when it ran) else the summary table, as a Prefect artifact."""
+    """The report stage's Markdown when it ran in this flow run, else the summary table, as a Prefect
+    artifact (a report.md left from an earlier run, or committed, would describe other results)."""
     report = Path(root) / REPORT_MD
-    markdown = report.read_text(encoding="utf-8") if report.is_file() else summary_markdown(title, results, published)
+    if "report" in results and report.is_file():
+        markdown = report.read_text(encoding="utf-8")
+    else:
+        markdown = summary_markdown(title, results, published)
     create_markdown_artifact(markdown=markdown, key="d2v-benchmark-report", description=title)
     return markdown
 
