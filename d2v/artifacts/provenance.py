@@ -43,9 +43,10 @@ def git_state(root: Path) -> tuple[str | None, bool | None]:
     return commit, (None if status is None else bool(status))
 
 
-def package_versions() -> dict[str, str | None]:
+def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Python and the installed version of each tracked package (+ `extra`); None when absent."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in TRACKED_PACKAGES:
+    for name in TRACKED_PACKAGES + extra:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

@@ -7,9 +7,7 @@ prepared splits onto the names the procedures use ("train", "test") and runs the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -21,7 +19,7 @@ from d2v.eval.baseline import BaselineRecord, write_atomically
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
 from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
-from d2v.train.run import build_pretraining_model
+from d2v.train.run import build_pretraining_model, prepared_meta
 
 # Prepared split names -> the procedures' names. Models never see the test split before scoring.
 IMAGE_SPLITS = {"train": "train", "test": "test"}
@@ -55,7 +53,7 @@ def evaluate_modality(
 
     if modality == "image":
         assert isinstance(cfg, ImageEvalConfig)
-        meta = _meta(data_root)
+        meta = prepared_meta(data_root)
         splits = {name: ImageDataset(data_root, split) for name, split in IMAGE_SPLITS.items()}
         return evaluate_image(
             pretrained, random_init, splits, cfg, out_dir,
@@ -96,10 +94,3 @@ def _optional_speech_splits(data_root: Path) -> dict[str, Dataset]:
         except D2VError:  # not prepared (the transcripts file is optional): skip that test set
             continue
     return found
-
-
-def _meta(data_root: Path) -> dict[str, Any]:
-    path = data_root / "meta.json"
-    if not path.is_file():
-        raise D2VError(f"{path}: not found (run the prepare stage first)")
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -11,7 +11,6 @@ import platform
 import shutil
 import subprocess
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -107,13 +106,7 @@ def detect_hardware() -> Hardware:
 
 
 def all_versions() -> dict[str, str | None]:
-    versions = package_versions()
-    for name in EXTRA_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return package_versions(extra=EXTRA_PACKAGES)
 
 
 def seeds_of(params: Params) -> dict[str, int]:

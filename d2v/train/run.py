@@ -42,13 +42,18 @@ def build_pretraining_model(modality: str, choice: ModelChoice, data_root: Path)
     return build_model(model_spec(modality, choice, vocab_size=vocab_size))
 
 
+def prepared_meta(data_root: Path) -> dict[str, Any]:
+    """`meta.json` of a prepared modality (written by the prepare / tokenize stages)."""
+    path = data_root / "meta.json"
+    if not path.is_file():
+        raise D2VError(f"{path}: not found (run the prepare / tokenize stages first)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def text_vocab_size(data_root: Path) -> int:
-    meta_path = data_root / "meta.json"
-    if not meta_path.is_file():
-        raise D2VError(f"{meta_path}: not found (run the tokenize stage first)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = prepared_meta(data_root)
     if "vocab_size" not in meta:
-        raise D2VError(f"{meta_path}: no 'vocab_size' key")
+        raise D2VError(f"{data_root / 'meta.json'}: no 'vocab_size' key")
     return int(meta["vocab_size"])
 
 
@@ -66,7 +71,7 @@ def pretraining_data(modality: str, data_root: Path, model: Data2Vec, max_speech
 
 def _image_data(data_root: Path, model: Data2Vec) -> PretrainData:
     assert model.spec.image is not None
-    meta = json.loads((data_root / "meta.json").read_text(encoding="utf-8"))
+    meta = prepared_meta(data_root)
     if int(meta["channels"]) != model.spec.image.in_chans:
         raise D2VError(
             f"{data_root / 'meta.json'}: images have {meta['channels']} channels but model.image expects "
