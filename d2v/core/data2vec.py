@@ -102,7 +102,11 @@ class Data2Vec(nn.Module):
         return self.head(out[:, self.frontend.num_extra_tokens :]), None  # (B, T, D)
 
     def _student_v2(self, features: Features, mask: Tensor) -> tuple[Tensor, Tensor | None]:
-        x = self.frontend.add_positions(features)  # (B, T, D) positions of the full sequence
+        # Masked steps are zeroed before positions are added (fairseq's encoder_zero_mask): the
+        # speech positional encoder is a convolution over content, and would otherwise carry the
+        # masked frames into their kept neighbours, letting the student copy its targets.
+        hidden = Features(features.x.masked_fill(mask.unsqueeze(-1), 0.0), features.padding_mask, features.grid)
+        x = self.frontend.add_positions(hidden)  # (B, T, D)
         keep_ids = _kept_indices(mask, features.padding_mask)  # (B, K)
         index = keep_ids.unsqueeze(-1).expand(-1, -1, x.shape[-1])
         kept, _ = self._prepend_extra_tokens(torch.gather(x, 1, index), None)  # (B, n_extra + K, D)
@@ -170,6 +174,12 @@ class StudentEncoder(nn.Module):
         self.feature_extractor = frontend.local_encoder
         self.blocks = encoder.blocks
         self.embed_dim = frontend.dim
+
+    def frozen_features(self, batch: Batch) -> Batch | None:
+        """The feature extractor's output as a batch `forward` accepts in its place, for callers that
+        keep the extractor frozen and want to run it once per item; None where not supported."""
+        precompute = getattr(self.frontend, "frozen_conv_features", None)
+        return precompute(batch) if precompute is not None else None
 
     def forward(self, batch: Batch) -> EncoderOutput:
         features = self.frontend.local_features(batch)

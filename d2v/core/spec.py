@@ -120,6 +120,9 @@ class SpeechFrontSpec:
     conv_pos_groups: int = 16
     conv_pos_depth: int = 5
     normalize_waveform: bool = True
+    # fairseq's feature_grad_mult: scales the gradient reaching the CNN feature encoder. 0 freezes it
+    # (and skips its backward pass); wav2vec 2.0 pretrains with 0.1.
+    feature_grad_mult: float = 1.0
 
 
 @dataclass(frozen=True)

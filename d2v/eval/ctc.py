@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import re
 import string
-from typing import Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -161,6 +161,53 @@ def transcribe(
     return hypotheses, references
 
 
+class FrozenFeatureSplit(Dataset):
+    """A speech split with the frozen feature extractor already applied: every utterance goes through
+    `precompute` (an encoder's `frozen_features`) once, as a batch of one, so no padding enters it.
+    Items: {"conv_features": (T, C), "transcript": str}; `collate_frozen` batches them."""
+
+    def __init__(self, dataset: Dataset, collate: Collate, precompute: Callable[[Batch], Batch | None]) -> None:
+        self.items: list[dict] = []
+        for i in range(len(dataset)):  # type: ignore[arg-type]
+            batch = collate([dataset[i]])
+            features = precompute(batch)
+            if features is None:
+                raise D2VError("this encoder cannot precompute its frozen features")
+            frames = features["conv_features"][0]
+            if "frame_padding_mask" in features:
+                frames = frames[~features["frame_padding_mask"][0]]
+            self.items.append({"conv_features": frames, "transcript": batch["transcript"][0]})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def collate_frozen(items: list[dict]) -> Batch:
+    """Pad FrozenFeatureSplit items: "conv_features" (B, T, C), "frame_padding_mask" (B, T), "transcript"."""
+    frames = [item["conv_features"] for item in items]
+    lengths = torch.tensor([len(f) for f in frames])
+    padded = nn.utils.rnn.pad_sequence(frames, batch_first=True)  # (B, T, C)
+    padding = torch.arange(padded.shape[1])[None, :] >= lengths[:, None]
+    return {"conv_features": padded, "frame_padding_mask": padding, "transcript": [item["transcript"] for item in items]}  # type: ignore[dict-item]
+
+
+def _frozen_feature_splits(
+    encoder: nn.Module, cfg: SpeechEvalConfig, collate: Collate, named: Mapping[str, Dataset]
+) -> tuple[dict[str, Dataset], Collate] | None:
+    """With the feature extractor frozen, run it once per utterance instead of once per update (the
+    result is identical: it has no trainable state then); None when the encoder cannot."""
+    precompute = getattr(encoder, "frozen_features", None)
+    if not cfg.freeze_feature_encoder or precompute is None:
+        return None
+    probe = precompute(collate([named["train"][0]]))
+    if probe is None:
+        return None
+    return {name: FrozenFeatureSplit(data, collate, precompute) for name, data in named.items()}, collate_frozen
+
+
 def ctc_finetune(
     encoder: FeatureEncoder,
     splits: Mapping[str, Dataset],
@@ -182,6 +229,12 @@ def ctc_finetune(
     torch.manual_seed(cfg.seed)
     model = CtcModel(copy.deepcopy(encoder), encoder.embed_dim, len(vocab))  # type: ignore[arg-type]
     optimizer, schedule = build_optimizer(model, cfg)
+    named: dict[str, Dataset] = {"train": train_set, "test": test_set}
+    named.update({name: splits[name] for name in extra_test_splits if name in splits and len(splits[name]) > 0})  # type: ignore[arg-type]
+    cached = _frozen_feature_splits(model.encoder, cfg, collate, named)
+    if cached is not None:
+        named, collate = cached
+        train_set, test_set = named["train"], named["test"]
     batches = _endless(make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, collate=collate))
     losses: list[float] = []
     model.train()
@@ -199,8 +252,8 @@ def ctc_finetune(
     metrics = {"wer": word_error_rate(references, hypotheses), "cer": character_error_rate(references, hypotheses)}
     extra_sizes: dict[str, int] = {}
     for name in extra_test_splits:
-        if name in splits and len(splits[name]) > 0:  # type: ignore[arg-type]
-            hyp, ref = transcribe(model, splits[name], vocab, collate, where)
+        if name in named:
+            hyp, ref = transcribe(model, named[name], vocab, collate, where)
             metrics[f"{name}_wer"] = word_error_rate(ref, hyp)
             metrics[f"{name}_cer"] = character_error_rate(ref, hyp)
             extra_sizes[name] = len(ref)

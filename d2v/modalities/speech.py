@@ -83,7 +83,39 @@ class SpeechFrontend(Frontend):
             jump *= stride
         return field
 
+    @torch.no_grad()
+    def frozen_conv_features(self, batch: Batch) -> Batch:
+        """The CNN's output for a waveform batch, as a batch that `local_features` accepts in place of
+        the waveform: "conv_features" (B, T, C) and "frame_padding_mask" (B, T). With the feature
+        encoder frozen (CTC fine-tuning) it is computed once per utterance instead of every update."""
+        wave, sample_padding = self._prepared_waveform(batch)
+        feats = self.local_encoder(wave).transpose(1, 2)  # (B, T, C)
+        out: Batch = {"conv_features": feats}
+        if sample_padding is not None:
+            out["frame_padding_mask"] = self._frame_padding(sample_padding, feats.shape[1])
+        return out
+
     def local_features(self, batch: Batch) -> Features:
+        if "conv_features" in batch:
+            feats, padding = batch["conv_features"], batch.get("frame_padding_mask")
+            x = self.dropout(self.project(self.feature_norm(feats)))  # (B, T, D)
+            if padding is not None:
+                x = x.masked_fill(padding.unsqueeze(-1), 0.0)
+            return Features(x, padding)
+        wave, sample_padding = self._prepared_waveform(batch)
+        feats = self._conv_features(wave)  # (B, T, C)
+        x = self.dropout(self.project(self.feature_norm(feats)))  # (B, T, D)
+        padding = None
+        if sample_padding is not None:
+            padding = self._frame_padding(sample_padding, x.shape[1])
+            x = x.masked_fill(padding.unsqueeze(-1), 0.0)
+        return Features(x, padding)
+
+    def _frame_padding(self, sample_padding: Tensor, frames: int) -> Tensor:
+        lengths = self.local_encoder.output_lengths((~sample_padding).sum(dim=1))
+        return torch.arange(frames, device=sample_padding.device)[None, :] >= lengths[:, None]  # (B, T)
+
+    def _prepared_waveform(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
         wave = batch["waveform"]
         if wave.ndim != 2:
             raise D2VError(f"speech batch 'waveform' must be (B, samples), got {tuple(wave.shape)}")
@@ -97,20 +129,36 @@ class SpeechFrontend(Frontend):
             wave = _normalize(wave, sample_padding)
         if sample_padding is not None:
             wave = wave.masked_fill(sample_padding, 0.0)
-        feats = self.local_encoder(wave).transpose(1, 2)  # (B, T, C)
-        x = self.dropout(self.project(self.feature_norm(feats)))  # (B, T, D)
-        padding = None
-        if sample_padding is not None:
-            lengths = self.local_encoder.output_lengths((~sample_padding).sum(dim=1))
-            padding = torch.arange(x.shape[1], device=x.device)[None, :] >= lengths[:, None]  # (B, T)
-            x = x.masked_fill(padding.unsqueeze(-1), 0.0)
-        return Features(x, padding)
+        return wave, sample_padding
+
+    def _conv_features(self, wave: Tensor) -> Tensor:
+        mult = self.spec.feature_grad_mult
+        if mult < 0:
+            raise D2VError(f"speech.feature_grad_mult must be >= 0, got {mult}")
+        if mult == 0.0:
+            with torch.no_grad():
+                return self.local_encoder(wave).transpose(1, 2)
+        feats = self.local_encoder(wave).transpose(1, 2)
+        return feats if mult == 1.0 else _GradScale.apply(feats, mult)
 
     def add_positions(self, features: Features) -> Tensor:
         x = features.x
         if features.padding_mask is not None:
             x = x.masked_fill(features.padding_mask.unsqueeze(-1), 0.0)
         return x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+
+
+class _GradScale(torch.autograd.Function):
+    """Identity forward; multiplies the incoming gradient by `scale` on the way back."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        return grad * ctx.scale, None
 
 
 def _normalize(wave: Tensor, padding: Tensor | None) -> Tensor:

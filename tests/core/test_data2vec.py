@@ -158,3 +158,21 @@ def test_overrides_are_checked_with_dotted_paths() -> None:
         model_spec("image", ModelChoice(version=2, preset="tiny", overrides={"encoder": {"dpeth": 3}}))
     with pytest.raises(ConfigError, match="unknown preset 'huge'"):
         model_spec("image", ModelChoice(version=2, preset="huge"))
+
+
+@pytest.mark.parametrize("modality", ["image", "speech", "text"])
+def test_v2_student_output_does_not_depend_on_masked_content(modality: str) -> None:
+    """The speech positional encoder is a convolution over content: masked frames must be zeroed
+    before it runs, or their content reaches the kept neighbours and the student can copy its targets."""
+    model = tiny_model(modality, 2, "tiny")
+    features = model.frontend.local_features(batch_for(model))
+    mask = model.draw_mask(features, torch.Generator().manual_seed(0))
+    original = features.x.contiguous()  # same memory layout for both: randn_like follows strides
+    changed = (original.masked_fill(mask.unsqueeze(-1), 0.0) + 5.0 * mask.unsqueeze(-1)).contiguous()
+    preds = []
+    for x in (original, changed):
+        torch.manual_seed(0)  # the decoder's noise at masked positions
+        pred, _ = model._student_v2(features.__class__(x, features.padding_mask, features.grid), mask)
+        preds.append(pred)
+    torch.testing.assert_close(preds[0], preds[1])
+    assert not torch.equal(features.x, changed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from d2v.config import ModelChoice
@@ -57,3 +58,21 @@ def test_speech_student_ctc_with_data_reader_collate() -> None:
     result = ctc_finetune(encoder, {"train": items, "test": items}, cfg, collate=SpeechCollate())
     assert len(result.train_losses) == 2 and result.references == ["a cab"] * 4
     assert result.metrics["wer"] >= 0
+
+
+def test_speech_ctc_with_cached_frozen_features_matches_running_the_cnn(monkeypatch) -> None:
+    """With the CNN frozen, its output is computed once per utterance; training must not change."""
+    import d2v.eval.ctc as ctc
+
+    items = [(torch.randn(4000 + 800 * i).numpy() * 0.1, "a cab", "slt") for i in range(4)]
+    cfg = SpeechEvalConfig(
+        steps=3, lr=1e-3, batch_size=2, weight_decay=0.0, freeze_feature_encoder=True, freeze_encoder_steps=0,
+        tri_stage=(0.1, 0.4, 0.5), init_lr_scale=0.01, final_lr_scale=0.05, n_train=None, n_test=None, seed=0,
+    )
+    splits = {"train": items, "test": items, "real": items[:2]}
+    cached = ctc_finetune(student("speech"), splits, cfg, collate=SpeechCollate(), extra_test_splits=("real",))
+    monkeypatch.setattr(ctc, "_frozen_feature_splits", lambda *args: None)
+    direct = ctc_finetune(student("speech"), splits, cfg, collate=SpeechCollate(), extra_test_splits=("real",))
+    assert cached.train_losses == pytest.approx(direct.train_losses, rel=1e-4)
+    assert cached.predictions == direct.predictions and set(cached.metrics) == set(direct.metrics)
+    assert cached.extra_test_sizes == direct.extra_test_sizes == {"real": 2}
