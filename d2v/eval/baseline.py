@@ -49,8 +49,27 @@ class BaselineRecord:
     wall_time_s: float
 
     @property
+    def conclusive(self) -> bool:
+        """False when both runs score an error rate of 100 % or more: an empty transcript scores
+        exactly 100 %, so neither model recognises anything and the sign of delta means nothing."""
+        return not (is_error_rate(self.metric) and min(self.pretrained, self.random_init) >= 1.0)
+
+    @property
     def pretraining_helps(self) -> bool:
+        if not self.conclusive:
+            return False
         return self.delta > 0 if self.higher_is_better else self.delta < 0
+
+    @property
+    def verdict(self) -> str:
+        if not self.conclusive:
+            return "inconclusive (both >= 100 %)"
+        return "yes" if self.pretraining_helps else "no"
+
+
+def is_error_rate(metric: str) -> bool:
+    """Word / character error rates, also when scored on an extra split (`asr_real_wer`)."""
+    return metric in ("wer", "cer") or metric.endswith(("_wer", "_cer"))
 
 
 def _metric(result: EvalResult, metric: str, task: str, which: str) -> float:

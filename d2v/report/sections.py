@@ -64,7 +64,7 @@ def task_label(modality: str, record: EvalRecord) -> str:
 
 
 def _verdict(record: EvalRecord) -> str:
-    return "yes" if record.pretraining_helps else "no"
+    return record.verdict
 
 
 def _model_words(params: Params, modality: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from d2v.errors import D2VError
-from d2v.eval.baseline import compare_with_random_init, write_confusion_csv, write_eval_metrics
+from d2v.eval.baseline import BaselineRecord, compare_with_random_init, write_confusion_csv, write_eval_metrics
 from d2v.eval.config import LinearProbeConfig
 from d2v.eval.data import EvalResult
 from d2v.eval.linear_probe import linear_probe
@@ -36,6 +36,25 @@ def test_record_keys_and_delta() -> None:
     assert ours.metrics["top1"] == 0.9 and theirs.metrics["top1"] == 0.6
     wer, _, _ = compare_with_random_init("asr", "wer", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0)
     assert wer.delta == pytest.approx(-0.5) and not wer.higher_is_better and wer.pretraining_helps
+
+
+@pytest.mark.parametrize(
+    ("metric", "pretrained", "random_init", "verdict"),
+    [
+        ("wer", 1.0, 1.05, "inconclusive (both >= 100 %)"),  # empty output vs. garbage: no winner
+        ("asr_real_cer", 1.2, 1.0, "inconclusive (both >= 100 %)"),
+        ("cer", 1.0, 0.76, "no"),
+        ("wer", 0.9, 1.3, "yes"),
+        ("top1", 0.0, 0.0, "no"),
+    ],
+)
+def test_verdict_is_inconclusive_when_both_error_rates_reach_100_percent(
+    metric: str, pretrained: float, random_init: float, verdict: str
+) -> None:
+    higher = metric == "top1"
+    record = BaselineRecord(metric, metric, higher, pretrained, random_init, pretrained - random_init, 10, 5, 0.0)
+    assert record.verdict == verdict
+    assert record.pretraining_helps == (verdict == "yes")
 
 
 def test_same_seed_same_baseline(image_encoder_factory, image_splits) -> None:
