@@ -200,7 +200,7 @@ def _frozen_feature_splits(
     """With the feature extractor frozen, run it once per utterance instead of once per update (the
     result is identical: it has no trainable state then); None when the encoder cannot."""
     precompute = getattr(encoder, "frozen_features", None)
-    if not cfg.freeze_feature_encoder or precompute is None:
+    if not cfg.freeze_feature_encoder or precompute is None or len(named["train"]) == 0:  # type: ignore[arg-type]
         return None
     probe = precompute(collate([named["train"][0]]))
     if probe is None:

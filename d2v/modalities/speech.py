@@ -96,18 +96,14 @@ class SpeechFrontend(Frontend):
         return out
 
     def local_features(self, batch: Batch) -> Features:
-        if "conv_features" in batch:
+        if "conv_features" in batch:  # precomputed by frozen_conv_features
             feats, padding = batch["conv_features"], batch.get("frame_padding_mask")
-            x = self.dropout(self.project(self.feature_norm(feats)))  # (B, T, D)
-            if padding is not None:
-                x = x.masked_fill(padding.unsqueeze(-1), 0.0)
-            return Features(x, padding)
-        wave, sample_padding = self._prepared_waveform(batch)
-        feats = self._conv_features(wave)  # (B, T, C)
+        else:
+            wave, sample_padding = self._prepared_waveform(batch)
+            feats = self._conv_features(wave)  # (B, T, C)
+            padding = None if sample_padding is None else self._frame_padding(sample_padding, feats.shape[1])
         x = self.dropout(self.project(self.feature_norm(feats)))  # (B, T, D)
-        padding = None
-        if sample_padding is not None:
-            padding = self._frame_padding(sample_padding, x.shape[1])
+        if padding is not None:
             x = x.masked_fill(padding.unsqueeze(-1), 0.0)
         return Features(x, padding)
 

@@ -65,6 +65,22 @@ def test_layer_ids_follow_forward_order(image_encoder_factory, image_splits) -> 
     assert lrs == {round(CFG.lr * 0.65**k, 8) for k in (0, 1, 2, 3)}
 
 
+def test_mean_pooling_goes_through_a_layer_norm_trained_like_the_head(image_encoder_factory) -> None:
+    encoder = image_encoder_factory(0)
+    sample = {"image": torch.randn(3, 1, 8, 8)}
+    model = EncoderWithHead(encoder, 16, 4, "mean")
+    assert isinstance(model.fc_norm, torch.nn.LayerNorm)
+    assert isinstance(EncoderWithHead(encoder, 16, 4, "cls").fc_norm, torch.nn.Identity)
+    with torch.no_grad():
+        model.head.weight.copy_(torch.eye(4, 16))
+        logits = model(sample)
+        pooled = encoder(sample).x.mean(dim=1)
+    normed = (pooled - pooled.mean(-1, keepdim=True)) / pooled.var(-1, unbiased=False, keepdim=True).add(1e-5).sqrt()
+    torch.testing.assert_close(logits, normed[:, :4])
+    head_group = max(parameter_groups(model, CFG, sample), key=lambda g: g["lr"])
+    assert any(p is model.fc_norm.weight for p in head_group["params"]) and head_group["lr"] == CFG.lr
+
+
 def test_finetune_errors(image_encoder_factory, image_splits) -> None:
     with pytest.raises(D2VError, match="missing split 'test'"):
         finetune(image_encoder_factory(0), {"train": image_splits["train"]}, CFG, pooling="mean", n_test=None, seed=0)
