@@ -1,0 +1,85 @@
+"""CTC fine-tuning speed with the frozen CNN run once per utterance (cached) vs every update.
+
+The tiny speech student (data2vec 2.0 preset) is fine-tuned with `d2v.eval.ctc.ctc_finetune` on
+synthetic utterances of about the embedded ASR set's lengths (1.2-6 s at 16 kHz; timing depends on
+length, not content), once with cached CNN features and once with caching switched off. Both runs
+must give the same losses. Prints a table and writes benchmarks/results/ctc_cache.json.
+
+    python benchmarks/bench_ctc_cache.py [--steps 150] [--utterances 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import d2v.eval.ctc as ctc
+from d2v.config import ModelChoice
+from d2v.data.datasets import SpeechCollate
+from d2v.eval.config import SpeechEvalConfig
+from d2v.models import build_model, model_spec
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ctc_cache.json"
+
+
+def utterances(n: int) -> list[tuple[np.ndarray, str, str]]:
+    rng = np.random.default_rng(0)
+    return [(rng.standard_normal(int(rng.uniform(1.2, 6.0) * 16_000)).astype(np.float32) * 0.1, "a cab", "spk") for _ in range(n)]
+
+
+def run(items: list, steps: int, cached: bool) -> tuple[float, list[float]]:
+    torch.manual_seed(0)
+    encoder = build_model(model_spec("speech", ModelChoice(2, "tiny"))).student_encoder()
+    cfg = SpeechEvalConfig(
+        steps=steps, lr=2e-3, batch_size=8, weight_decay=0.0, freeze_feature_encoder=True, freeze_encoder_steps=0,
+        tri_stage=(0.1, 0.4, 0.5), init_lr_scale=0.01, final_lr_scale=0.05, n_train=None, n_test=None, seed=0,
+    )
+    original = ctc._frozen_feature_splits
+    if not cached:
+        ctc._frozen_feature_splits = lambda *args: None  # type: ignore[assignment]
+    try:
+        start = time.perf_counter()
+        result = ctc.ctc_finetune(encoder, {"train": items, "test": items[:16]}, cfg, collate=SpeechCollate())
+        return time.perf_counter() - start, result.train_losses
+    finally:
+        ctc._frozen_feature_splits = original  # type: ignore[assignment]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--utterances", type=int, default=128)
+    args = parser.parse_args()
+    items = utterances(args.utterances)
+    rows = []
+    losses = {}
+    for cached in (False, True):
+        seconds, losses[cached] = run(items, args.steps, cached)
+        rows.append({"cnn": "cached" if cached else "every update", "steps": args.steps,
+                     "utterances": args.utterances, "seconds": round(seconds, 2),
+                     "s_per_update": round(seconds / args.steps, 4)})
+    if not np.allclose(losses[True], losses[False], rtol=1e-4):
+        raise SystemExit("cached and uncached CTC runs diverged: the cache is not equivalent")
+    speedup = rows[0]["seconds"] / rows[1]["seconds"]
+    print(f"CTC fine-tuning, tiny speech student, batch 8, {torch.get_num_threads()} threads (time includes caching and decoding)")
+    print("cnn | steps | utterances | seconds | s/update")
+    for row in rows:
+        print(f"{row['cnn']} | {row['steps']} | {row['utterances']} | {row['seconds']} | {row['s_per_update']}")
+    print(f"speed-up: {speedup:.2f}x, losses identical to rtol 1e-4")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"threads": torch.get_num_threads(), "cores": os.cpu_count(), "torch": torch.__version__,
+               "speedup": round(speedup, 2), "rows": rows}
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, RESULTS)
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
