@@ -11,7 +11,6 @@ must give the same losses. Prints a table and writes benchmarks/results/ctc_cach
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 import d2v.eval.ctc as ctc
 from d2v.config import ModelChoice
+from d2v.data.io import write_json
 from d2v.data.datasets import SpeechCollate
 from d2v.eval.config import SpeechEvalConfig
 from d2v.models import build_model, model_spec
@@ -72,12 +72,9 @@ def main() -> None:
     for row in rows:
         print(f"{row['cnn']} | {row['steps']} | {row['utterances']} | {row['seconds']} | {row['s_per_update']}")
     print(f"speed-up: {speedup:.2f}x, losses identical to rtol 1e-4")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {"threads": torch.get_num_threads(), "cores": os.cpu_count(), "torch": torch.__version__,
                "speedup": round(speedup, 2), "rows": rows}
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, RESULTS)
+    write_json(RESULTS, payload)  # atomic: a temporary name, then rename
     print(f"wrote {RESULTS}")
 
 

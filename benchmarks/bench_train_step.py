@@ -11,7 +11,6 @@ benchmarks/results/train_step.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -21,6 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from d2v.config import ModelChoice
+from d2v.data.io import write_json
 from d2v.models import build_model, model_spec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
@@ -92,7 +92,6 @@ def main() -> None:
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(str(row[h]) for h in header))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "matmul_peak_gflops": round(peak, 1),
         "threads": torch.get_num_threads(),
@@ -101,9 +100,7 @@ def main() -> None:
         "torch": torch.__version__,
         "rows": rows,
     }
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, RESULTS)
+    write_json(RESULTS, payload)  # atomic: a temporary name, then rename
     print(f"wrote {RESULTS}")
 
 
