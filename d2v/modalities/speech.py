@@ -61,6 +61,8 @@ class SpeechFrontend(Frontend):
         self.feature_norm = nn.LayerNorm(channels)
         self.project = nn.Linear(channels, dim)
         self.dropout = nn.Dropout(dropout)
+        if spec.feature_grad_mult < 0:
+            raise D2VError(f"speech.feature_grad_mult must be >= 0, got {spec.feature_grad_mult}")
         kernel = spec.conv_pos_kernel
         if kernel % 2 == 0:
             raise D2VError(f"speech.conv_pos_kernel must be odd, got {kernel}")
@@ -89,7 +91,7 @@ class SpeechFrontend(Frontend):
         the waveform: "conv_features" (B, T, C) and "frame_padding_mask" (B, T). With the feature
         encoder frozen (CTC fine-tuning) it is computed once per utterance instead of every update."""
         wave, sample_padding = self._prepared_waveform(batch)
-        feats = self.local_encoder(wave).transpose(1, 2)  # (B, T, C)
+        feats = self._conv_features(wave)  # (B, T, C)
         out: Batch = {"conv_features": feats}
         if sample_padding is not None:
             out["frame_padding_mask"] = self._frame_padding(sample_padding, feats.shape[1])
@@ -129,8 +131,6 @@ class SpeechFrontend(Frontend):
 
     def _conv_features(self, wave: Tensor) -> Tensor:
         mult = self.spec.feature_grad_mult
-        if mult < 0:
-            raise D2VError(f"speech.feature_grad_mult must be >= 0, got {mult}")
         if mult == 0.0:
             with torch.no_grad():
                 return self.local_encoder(wave).transpose(1, 2)
