@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from d2v import MODALITIES
+from d2v.report.inputs import read_eval
 
 REPORT = Path("reports/benchmark.html")
 
 
 def headline_rows(metrics_dir: Path = Path("metrics/eval")) -> list[str]:
-    """One line per modality: its main task, pretrained vs random init."""
+    """One line per modality: its main task, pretrained vs random init, and whether pretraining helps."""
     rows = []
     for modality in MODALITIES:
-        path = metrics_dir / f"{modality}.json"
-        if not path.is_file():
+        records = read_eval(metrics_dir / f"{modality}.json")
+        if not records:
             rows.append(f"  {modality:<7} not run")
             continue
-        task, record = next(iter(json.loads(path.read_text(encoding="utf-8")).items()))
+        r = records[0]
         rows.append(
-            f"  {modality:<7} {task:<13} {record['metric']:<6} pretrained {record['pretrained']:.4f}"
-            f"  random init {record['random_init']:.4f}  delta {record['delta']:+.4f}"
+            f"  {modality:<7} {r.task:<13} {r.metric:<6} pretrained {r.pretrained:.4f}"
+            f"  random init {r.random_init:.4f}  delta {r.delta:+.4f}  pretraining helps: {r.verdict}"
         )
     return rows
 

@@ -10,6 +10,9 @@ The record (one per task), as written to `metrics/eval/<modality>.json` under th
     delta             pretrained - random_init
     n_train, n_test   examples used for training and scoring
     wall_time_s       seconds for both runs together
+    delta_ci95_low, delta_ci95_high
+                      95 % paired-bootstrap interval of delta over the test examples
+                      (d2v.eval.significance); null when not computed (e.g. extra test splits)
 
 `metrics/eval/image_confusion.csv` (columns actual,predicted; one row per test image) feeds the
 confusion-matrix template of `dvc plots`.
@@ -32,6 +35,7 @@ import torch
 from d2v.core.types import FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.data import EvalResult
+from d2v.eval.significance import PairedTestSet, SubsetScore, paired_bootstrap_interval
 
 LOWER_IS_BETTER = frozenset({"wer", "cer", "loss", "mse"})
 
@@ -47,6 +51,8 @@ class BaselineRecord:
     n_train: int
     n_test: int
     wall_time_s: float
+    delta_ci95_low: float | None = None
+    delta_ci95_high: float | None = None
 
     @property
     def conclusive(self) -> bool:
@@ -55,8 +61,15 @@ class BaselineRecord:
         return not (is_error_rate(self.metric) and min(self.pretrained, self.random_init) >= 1.0)
 
     @property
+    def within_noise(self) -> bool:
+        """True when the 95 % interval of delta contains 0: the test set cannot tell the runs apart."""
+        if self.delta_ci95_low is None or self.delta_ci95_high is None:
+            return False
+        return self.delta_ci95_low <= 0.0 <= self.delta_ci95_high
+
+    @property
     def pretraining_helps(self) -> bool:
-        if not self.conclusive:
+        if not self.conclusive or self.within_noise:
             return False
         return self.delta > 0 if self.higher_is_better else self.delta < 0
 
@@ -64,6 +77,8 @@ class BaselineRecord:
     def verdict(self) -> str:
         if not self.conclusive:
             return "inconclusive (both >= 100 %)"
+        if self.within_noise:
+            return "within noise"
         return "yes" if self.pretraining_helps else "no"
 
 
@@ -85,10 +100,12 @@ def make_record(
     random_init: EvalResult,
     wall_time_s: float,
     n_test: int | None = None,
+    interval: tuple[float, float] | None = None,
 ) -> BaselineRecord:
     """The record comparing two finished runs on one metric (several metrics can share the runs).
 
-    n_test overrides the result's test size for metrics scored on another split.
+    n_test overrides the result's test size for metrics scored on another split; interval is the
+    95 % interval of delta (`paired_interval`).
     """
     if (pretrained.n_train, pretrained.n_test) != (random_init.n_train, random_init.n_test):
         raise D2VError(f"{task}: pretrained and random-init runs saw different data; the comparison would be unfair")
@@ -104,7 +121,20 @@ def make_record(
         n_train=pretrained.n_train,
         n_test=pretrained.n_test if n_test is None else n_test,
         wall_time_s=round(wall_time_s, 3),
+        delta_ci95_low=None if interval is None else interval[0],
+        delta_ci95_high=None if interval is None else interval[1],
     )
+
+
+def paired_interval(
+    scorer: Callable[[EvalResult], SubsetScore], pretrained: EvalResult, random_init: EvalResult, seed: int
+) -> tuple[float, float] | None:
+    """95 % paired-bootstrap interval of delta, or None when the runs kept no per-example predictions
+    or scored different test examples (then there is nothing to pair)."""
+    if not pretrained.references or pretrained.references != random_init.references:
+        return None
+    test_set = PairedTestSet(len(pretrained.references), scorer(pretrained), scorer(random_init))
+    return paired_bootstrap_interval([test_set], seed=seed)
 
 
 def compare_with_random_init(
@@ -114,11 +144,13 @@ def compare_with_random_init(
     pretrained: FeatureEncoder,
     random_init: Callable[[], FeatureEncoder],
     seed: int,
+    scorer: Callable[[EvalResult], SubsetScore] | None = None,
 ) -> tuple[BaselineRecord, EvalResult, EvalResult]:
     """Run `evaluate` on both encoders from the same seed; return the record and both results.
 
     `random_init` builds the same architecture with fresh weights; it is called under `seed`, so
-    the baseline itself is reproducible.
+    the baseline itself is reproducible. `scorer` (a result -> its metric on any subset of its test
+    examples) adds the 95 % interval of delta.
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -127,7 +159,8 @@ def compare_with_random_init(
     baseline_encoder = random_init()
     torch.manual_seed(seed)
     baseline_result = evaluate(baseline_encoder)
-    record = make_record(task, metric, pretrained_result, baseline_result, time.perf_counter() - start)
+    interval = None if scorer is None else paired_interval(scorer, pretrained_result, baseline_result, seed)
+    record = make_record(task, metric, pretrained_result, baseline_result, time.perf_counter() - start, interval=interval)
     return record, pretrained_result, baseline_result
 
 

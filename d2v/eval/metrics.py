@@ -8,7 +8,7 @@ the unweighted average, as the data2vec paper's table reports them.
 
 from __future__ import annotations
 
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -16,6 +16,7 @@ from numpy.typing import ArrayLike
 from d2v.errors import D2VError
 
 GlueKind = Literal["accuracy", "f1_accuracy", "correlation", "mcc"]
+ErrorUnit = Literal["word", "char"]
 
 # GLUE's official scoring: a task with two metrics scores their mean (MRPC/QQP: F1 and accuracy,
 # STS-B: Pearson and Spearman). MNLI-mismatched is reported but, as in the paper's "Avg" column,
@@ -151,32 +152,39 @@ def levenshtein(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
     return previous[-1]
 
 
-def _error_rate(pairs: Iterable[tuple[Sequence[str], Sequence[str]]]) -> float:
-    edits = total = 0
-    for reference, hypothesis in pairs:
-        edits += levenshtein(reference, hypothesis)
-        total += len(reference)
-    if total == 0:
-        raise D2VError("error rate needs at least one non-empty reference")
-    return edits / total
+def _tokens(text: str, unit: ErrorUnit) -> Sequence[str]:
+    # Words split on whitespace; characters with runs of whitespace collapsed to one kept space.
+    return text.split() if unit == "word" else list(" ".join(text.split()))
 
 
-def _check_lengths(references: Sequence[str], hypotheses: Sequence[str]) -> None:
+def edit_counts(references: Sequence[str], hypotheses: Sequence[str], unit: ErrorUnit) -> tuple[np.ndarray, np.ndarray]:
+    """Per utterance: edits between reference and hypothesis, and reference length, in words or characters.
+
+    Corpus error rate = edits.sum() / lengths.sum(); kept per utterance so subsets (bootstrap) are cheap.
+    """
     if len(references) != len(hypotheses):
         raise D2VError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    pairs = [(_tokens(r, unit), _tokens(h, unit)) for r, h in zip(references, hypotheses)]
+    edits = np.array([levenshtein(r, h) for r, h in pairs], dtype=np.int64)
+    lengths = np.array([len(r) for r, _ in pairs], dtype=np.int64)
+    return edits, lengths
+
+
+def error_rate_from_counts(edits: np.ndarray, lengths: np.ndarray) -> float:
+    total = int(lengths.sum())
+    if total == 0:
+        raise D2VError("error rate needs at least one non-empty reference")
+    return int(edits.sum()) / total
 
 
 def word_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Corpus WER: total word edits / total reference words (words split on whitespace)."""
-    _check_lengths(references, hypotheses)
-    return _error_rate((r.split(), h.split()) for r, h in zip(references, hypotheses))
+    return error_rate_from_counts(*edit_counts(references, hypotheses, "word"))
 
 
 def character_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     """Corpus CER: total character edits / total reference characters (spaces collapsed, kept)."""
-    _check_lengths(references, hypotheses)
-    pairs = ((list(" ".join(r.split())), list(" ".join(h.split()))) for r, h in zip(references, hypotheses))
-    return _error_rate(pairs)
+    return error_rate_from_counts(*edit_counts(references, hypotheses, "char"))
 
 
 def glue_task_kind(task: str, regression: bool = False) -> GlueKind:

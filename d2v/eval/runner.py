@@ -21,6 +21,7 @@ from d2v.eval.baseline import (
     BaselineRecord,
     compare_with_random_init,
     make_record,
+    paired_interval,
     write_confusion_csv,
     write_eval_metrics,
 )
@@ -29,10 +30,34 @@ from d2v.eval.ctc import ctc_finetune
 from d2v.eval.data import Collate, EvalResult
 from d2v.eval.finetune import finetune
 from d2v.eval.linear_probe import linear_probe
-from d2v.eval.metrics import glue_average, glue_task_kind, glue_task_metrics
+from d2v.eval.metrics import NOT_AVERAGED, glue_average, glue_task_key, glue_task_kind, glue_task_metrics
+from d2v.eval.significance import (
+    PairedTestSet,
+    SubsetScore,
+    accuracy_scorer,
+    error_rate_scorer,
+    glue_scorer,
+    paired_bootstrap_interval,
+)
 
 EncoderFactory = Callable[[], FeatureEncoder]
 Splits = Mapping[str, Dataset]
+
+
+def _top1(result: EvalResult) -> SubsetScore:
+    return accuracy_scorer(result.predictions, result.references)
+
+
+def _glue_score(task: str) -> Callable[[EvalResult], SubsetScore]:
+    def scorer(result: EvalResult) -> SubsetScore:
+        kind = glue_task_kind(task, regression="pearson" in result.metrics)
+        return glue_scorer(kind, result.predictions, result.references)
+
+    return scorer
+
+
+def _error_rate(unit: str) -> Callable[[EvalResult], SubsetScore]:
+    return lambda result: error_rate_scorer(unit, result.predictions, result.references)
 
 
 def evaluate_image(
@@ -47,7 +72,8 @@ def evaluate_image(
     """Linear probe (the main task) and fine-tuning; confusion matrix of the pretrained probe."""
     common = dict(splits=splits, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed, collate=collate)
     probe, probe_result, _ = compare_with_random_init(
-        "linear_probe", "top1", partial(linear_probe, cfg=cfg.linear_probe, **common), pretrained, random_init, cfg.seed
+        "linear_probe", "top1", partial(linear_probe, cfg=cfg.linear_probe, **common), pretrained, random_init, cfg.seed,
+        scorer=_top1,
     )
     tuned = compare_with_random_init(
         "finetune",
@@ -56,6 +82,7 @@ def evaluate_image(
         pretrained,
         random_init,
         cfg.seed,
+        scorer=_top1,
     )[0]
     out_dir = Path(out_dir)
     write_confusion_csv(out_dir / "image_confusion.csv", probe_result.references, probe_result.predictions, class_names)
@@ -89,10 +116,18 @@ def evaluate_text(
     missing = [task for task in cfg.tasks if task not in task_splits]
     if missing:
         raise D2VError(f"text evaluation: no data for task(s) {missing} (have: {', '.join(task_splits) or 'none'})")
-    records = []
+    records, averaged_test_sets = [], []
     for task in cfg.tasks:
         evaluate = partial(glue_task, splits=task_splits[task], task=task, cfg=cfg, collate=collate)
-        records.append(compare_with_random_init(task, "score", evaluate, pretrained, random_init, cfg.seed)[0])
+        scorer = _glue_score(task)
+        record, ours, theirs = compare_with_random_init(
+            task, "score", evaluate, pretrained, random_init, cfg.seed, scorer=scorer
+        )
+        records.append(record)
+        if glue_task_key(task) not in NOT_AVERAGED:
+            averaged_test_sets.append(PairedTestSet(len(ours.references), scorer(ours), scorer(theirs)))
+    # The average's interval resamples every task's test set on each draw (paired within each task).
+    interval = paired_bootstrap_interval(averaged_test_sets, seed=cfg.seed) if averaged_test_sets else None
     pretrained_avg = glue_average({r.task: r.pretrained for r in records})
     random_avg = glue_average({r.task: r.random_init for r in records})
     average = BaselineRecord(
@@ -105,6 +140,8 @@ def evaluate_text(
         n_train=sum(r.n_train for r in records),
         n_test=sum(r.n_test for r in records),
         wall_time_s=round(sum(r.wall_time_s for r in records), 3),
+        delta_ci95_low=None if interval is None else interval[0],
+        delta_ci95_high=None if interval is None else interval[1],
     )
     records.insert(0, average)
     write_eval_metrics(Path(out_dir) / "text.json", records)
@@ -122,12 +159,18 @@ def evaluate_speech(
 ) -> list[BaselineRecord]:
     """CTC fine-tuning: WER (main) and CER on "test", plus each extra test split that exists."""
     evaluate = partial(ctc_finetune, splits=splits, cfg=cfg, collate=collate, extra_test_splits=extra_test_splits)
-    main, ours, theirs = compare_with_random_init("ctc", "wer", evaluate, pretrained, random_init, cfg.seed)
+    main, ours, theirs = compare_with_random_init(
+        "ctc", "wer", evaluate, pretrained, random_init, cfg.seed, scorer=_error_rate("word")
+    )
     records = [main]
     for metric in ours.metrics:  # the same two runs, scored on other metrics and extra test splits
         if metric != "wer":
             split = metric.rsplit("_", 1)[0] if "_" in metric else None
             n_test = ours.extra_test_sizes.get(split) if split else None
-            records.append(make_record(f"ctc_{metric}", metric, ours, theirs, main.wall_time_s, n_test=n_test))
+            # Per-utterance hypotheses are kept for the main test split only: no interval for extra splits.
+            interval = paired_interval(_error_rate("char"), ours, theirs, cfg.seed) if metric == "cer" else None
+            records.append(
+                make_record(f"ctc_{metric}", metric, ours, theirs, main.wall_time_s, n_test=n_test, interval=interval)
+            )
     write_eval_metrics(Path(out_dir) / "speech.json", records)
     return records

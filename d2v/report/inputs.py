@@ -141,9 +141,15 @@ def _record(raw: Any, where: str) -> EvalRecord:
             task=str(raw["task"]), metric=str(raw["metric"]), higher_is_better=bool(raw["higher_is_better"]),
             pretrained=float(raw["pretrained"]), random_init=float(raw["random_init"]), delta=float(raw["delta"]),
             n_train=int(raw["n_train"]), n_test=int(raw["n_test"]), wall_time_s=float(raw["wall_time_s"]),
+            delta_ci95_low=_optional_float(raw.get("delta_ci95_low")),
+            delta_ci95_high=_optional_float(raw.get("delta_ci95_high")),
         )
     except (TypeError, ValueError) as exc:
         raise D2VError(f"{where}: {exc}") from None
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def read_eval(path: Path) -> tuple[EvalRecord, ...]:

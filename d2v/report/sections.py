@@ -147,18 +147,27 @@ def pretraining_section(ctx: ReportContext) -> Section:
 # ---------------------------------------------------------------------------------------------------
 
 
+def _interval(r: EvalRecord) -> str:
+    if r.delta_ci95_low is None or r.delta_ci95_high is None:
+        return "—"
+    return f"{metric_value(r, r.delta_ci95_low, signed=True)} … {metric_value(r, r.delta_ci95_high, signed=True)}"
+
+
 def _record_row(modality: str, r: EvalRecord) -> tuple[str, ...]:
     return (task_label(modality, r), metric_label(r), str(r.n_train), str(r.n_test), metric_value(r, r.pretrained),
-            metric_value(r, r.random_init), metric_value(r, r.delta, signed=True), _verdict(r), fmt(r.wall_time_s, 1))
+            metric_value(r, r.random_init), metric_value(r, r.delta, signed=True), _interval(r), _verdict(r),
+            fmt(r.wall_time_s, 1))
 
 
 def downstream_section(ctx: ReportContext) -> Section:
-    header = ("task", "metric", "n_train", "n_test", "pretrained", "random init", "Δ", "pretraining helps",
-              "wall time (s)")
+    header = ("task", "metric", "n_train", "n_test", "pretrained", "random init", "Δ", "Δ 95 % interval",
+              "pretraining helps", "wall time (s)")
     blocks: list[Block] = [Paragraph(
         "Every task is run twice with the same data, budget and seed: from the pretrained encoder and from a "
         "randomly initialised one of the same architecture. Δ = pretrained − random init (for error rates a "
-        "negative Δ is the gain).")]
+        "negative Δ is the gain). The Δ 95 % interval is a paired bootstrap over the test examples (1000 "
+        "resamples, both runs scored on each); when it contains 0 the test set cannot tell the two runs apart "
+        "and the verdict is 'within noise'. It covers test-set sampling only, not the fine-tuning seed.")]
     for m in ctx.modalities:
         blocks.append(Subheading(m.modality))
         if not m.evaluation:

@@ -8,15 +8,23 @@ import pytest
 import torch
 
 from d2v.errors import D2VError
-from d2v.eval.baseline import BaselineRecord, compare_with_random_init, write_confusion_csv, write_eval_metrics
+from d2v.eval.baseline import (
+    BaselineRecord,
+    compare_with_random_init,
+    paired_interval,
+    write_confusion_csv,
+    write_eval_metrics,
+)
 from d2v.eval.config import LinearProbeConfig
 from d2v.eval.data import EvalResult
 from d2v.eval.linear_probe import linear_probe
+from d2v.eval.significance import accuracy_scorer
 
 from eval_standins import PatchEmbed, StandInEncoder
 
 RECORD_KEYS = {
     "task", "metric", "higher_is_better", "pretrained", "random_init", "delta", "n_train", "n_test", "wall_time_s",
+    "delta_ci95_low", "delta_ci95_high",
 }
 
 
@@ -31,6 +39,7 @@ def test_record_keys_and_delta() -> None:
     pretrained.pretrained = True
     record, ours, theirs = compare_with_random_init("probe", "top1", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0)
     assert set(record.__dict__) == RECORD_KEYS
+    assert record.delta_ci95_low is None and record.delta_ci95_high is None  # no scorer, no interval
     assert record.delta == pytest.approx(0.3) and record.higher_is_better and record.pretraining_helps
     assert (record.n_train, record.n_test) == (10, 5) and record.wall_time_s >= 0
     assert ours.metrics["top1"] == 0.9 and theirs.metrics["top1"] == 0.6
@@ -55,6 +64,41 @@ def test_verdict_is_inconclusive_when_both_error_rates_reach_100_percent(
     record = BaselineRecord(metric, metric, higher, pretrained, random_init, pretrained - random_init, 10, 5, 0.0)
     assert record.verdict == verdict
     assert record.pretraining_helps == (verdict == "yes")
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "verdict", "helps"),
+    [
+        (-0.02, 0.05, "within noise", False),  # the interval contains 0
+        (0.0, 0.05, "within noise", False),  # touching 0 is not enough
+        (0.01, 0.05, "yes", True),
+        (-0.05, -0.01, "no", False),
+    ],
+)
+def test_verdict_uses_the_delta_interval(low: float, high: float, verdict: str, helps: bool) -> None:
+    record = BaselineRecord("t", "top1", True, 0.62 + (low + high) / 2, 0.62, (low + high) / 2, 10, 5, 0.0, low, high)
+    assert (record.verdict, record.pretraining_helps) == (verdict, helps)
+
+
+def test_interval_only_where_the_test_examples_can_be_paired() -> None:
+    """With per-example predictions the record gets a bootstrap interval around its delta; runs that
+    scored different references get none rather than a meaningless one."""
+    labels = [i % 2 for i in range(200)]
+
+    def evaluate(encoder: torch.nn.Module) -> EvalResult:
+        good = getattr(encoder, "pretrained", False)
+        predictions = labels if good else [0] * 200  # 100 % vs 50 % on 200 examples
+        return EvalResult({"top1": 1.0 if good else 0.5}, 10, 200, predictions=predictions, references=labels)
+
+    pretrained = torch.nn.Linear(2, 2)
+    pretrained.pretrained = True
+    scorer = lambda result: accuracy_scorer(result.predictions, result.references)  # noqa: E731
+    record = compare_with_random_init("probe", "top1", evaluate, pretrained, lambda: torch.nn.Linear(2, 2), 0, scorer)[0]
+    assert record.delta_ci95_low is not None and record.delta_ci95_high is not None
+    assert 0.35 < record.delta_ci95_low < 0.5 < record.delta_ci95_high < 0.65 and record.verdict == "yes"
+    ours = evaluate(pretrained)
+    theirs = EvalResult({"top1": 0.5}, 10, 200, predictions=[0] * 200, references=[1] * 200)
+    assert paired_interval(scorer, ours, theirs, seed=0) is None
 
 
 def test_same_seed_same_baseline(image_encoder_factory, image_splits) -> None:

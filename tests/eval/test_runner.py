@@ -37,6 +37,10 @@ def test_evaluate_image_writes_metrics_and_confusion(tmp_path, image_splits) -> 
     assert [r.task for r in records] == ["linear_probe", "finetune"]
     written = json.loads((tmp_path / "image.json").read_text())
     assert written["linear_probe"]["n_train"] == 64 and written["linear_probe"]["n_test"] == 40
+    for record in records:  # both tasks keep per-image predictions, so both get a delta interval
+        assert record.delta_ci95_low is not None and record.delta_ci95_high is not None
+        assert record.delta_ci95_low <= record.delta_ci95_high
+        assert written[record.task]["delta_ci95_low"] == record.delta_ci95_low
     rows = list(csv.DictReader((tmp_path / "image_confusion.csv").open()))
     assert len(rows) == 40 and set(rows[0]) == {"actual", "predicted"}
 
@@ -58,6 +62,7 @@ def test_evaluate_text_scores_glue_style_with_average(tmp_path) -> None:
     assert [r.task for r in records] == ["average", "sst2", "STS-B"]
     assert records[0].pretrained == pytest.approx((records[1].pretrained + records[2].pretrained) / 2)
     assert json.loads((tmp_path / "text.json").read_text())["average"]["metric"] == "score"
+    assert all(r.delta_ci95_low is not None and r.delta_ci95_low <= r.delta_ci95_high for r in records)  # type: ignore[operator]
     with pytest.raises(D2VError, match=r"no data for task\(s\) \['STS-B'\]"):
         evaluate_text(factory(), factory, {"sst2": splits["sst2"]}, cfg, tmp_path)
 
@@ -74,3 +79,6 @@ def test_evaluate_speech_records_wer_cer_and_extra_split(tmp_path) -> None:
     assert list(by_task) == ["ctc", "ctc_cer", "ctc_asr_real_wer", "ctc_asr_real_cer"]
     assert not by_task["ctc"].higher_is_better and by_task["ctc_asr_real_wer"].n_test == 3
     assert set(json.loads((tmp_path / "speech.json").read_text())) == set(by_task)
+    # WER and CER on the main test split get intervals; the extra split keeps no per-utterance output.
+    assert by_task["ctc"].delta_ci95_low is not None and by_task["ctc_cer"].delta_ci95_high is not None
+    assert by_task["ctc_asr_real_wer"].delta_ci95_low is None and by_task["ctc_asr_real_cer"].delta_ci95_high is None

@@ -59,9 +59,11 @@ def test_every_section_holds_the_numbers_from_the_files(built: tuple[Tree, Repor
     assert f"]({FIGURES_DIR}/pretrain_image.png)" in md
     # Downstream: every task, with the GLUE-style average first for text.
     assert md_row(md, "finetune") == ("| finetune | top1 (%), higher is better | 1000 | 1000 | 82.34 | 77.45 | +4.89 "
-                                      "| yes | 95.2 |")
+                                      "| +2.10 … +7.70 | yes | 95.2 |")
     assert md_row(md, "GLUE-style average").startswith("| GLUE-style average | score (%), higher is better | 3000 "
-                                                       "| 1500 | 59.80 | 53.10 | +6.70 | yes | 93.0 |")
+                                                       "| 1500 | 59.80 | 53.10 | +6.70 | — | yes | 93.0 |")
+    # An interval that contains 0 overrules the sign of delta.
+    assert md_row(md, "mrpc").endswith("| +4.70 | -1.20 … +10.50 | within noise | 31.0 |")
     for task, pretrained in (("sst2", "73.10"), ("mrpc", "64.80"), ("supersense", "41.50")):
         assert f" | {pretrained} | " in md_row(md, task)
     # The paper's numbers sit beside ours, labelled with their scale.

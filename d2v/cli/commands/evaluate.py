@@ -39,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
     )
     width = max(len(r.task) for r in records)
-    print(f"{'task':<{width}}  metric      pretrained  random_init   delta")
+    print(f"{'task':<{width}}  metric      pretrained  random_init   delta  delta 95% interval  pretraining helps")
     for r in records:
-        print(f"{r.task:<{width}}  {r.metric:<10} {r.pretrained:>10.4f}  {r.random_init:>11.4f}  {r.delta:>+7.4f}")
+        interval = "" if r.delta_ci95_low is None else f"{r.delta_ci95_low:+.4f} … {r.delta_ci95_high:+.4f}"
+        print(f"{r.task:<{width}}  {r.metric:<10} {r.pretrained:>10.4f}  {r.random_init:>11.4f}  {r.delta:>+7.4f}"
+              f"  {interval:<18}  {r.verdict}")
     print(f"wrote {Path(args.out) / (modality + '.json')}")
     return 0
