@@ -60,3 +60,12 @@ def test_debug_flag_shows_traceback(tmp_path: Path) -> None:
 def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "usage: d2v" in capsys.readouterr().out
+
+
+def test_bad_evaluate_seeds_fail_before_any_model_loads(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # The checkpoint does not exist either: the --seeds error must come first, as one line.
+    code = main(["evaluate", "text", "--params", str(REPO / "params.yaml"), "--models-dir", str(tmp_path),
+                 "--seeds", "0,zero"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "d2v evaluate: error: --seeds: expected comma-separated integers such as 0,1,2, got '0,zero'"

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from d2v import MODALITIES
 from d2v.config import load_params
+from d2v.eval.seeds import parse_seeds, seed_spread, write_seed_spread
+
+if TYPE_CHECKING:  # torch is imported only when the command runs
+    from d2v.eval.baseline import BaselineRecord
+
+Evaluate = Callable[[Any, Path], "list[BaselineRecord]"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,28 +29,58 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", help="default: <models-dir>/<modality>/checkpoint.pt")
     parser.add_argument("--models-dir", default="models")
     parser.add_argument("--out", default="metrics/eval", help="writes <out>/<modality>.json")
+    parser.add_argument(
+        "--seeds",
+        help="comma-separated fine-tuning seeds, e.g. 0,1,2: the whole evaluation once per seed (results in "
+        "<out>/seed-<n>/), and the spread of every delta in <out>/<modality>_seeds.json",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
+    seeds = parse_seeds(args.seeds) if args.seeds else None  # bad --seeds fail before anything loads
     from d2v.eval.stage import evaluate_modality  # torch import only when the command runs
 
     modality = args.modality
     checkpoint = Path(args.checkpoint) if args.checkpoint else Path(args.models_dir) / modality / "checkpoint.pt"
-    records = evaluate_modality(
-        modality,
-        getattr(params.model, modality),
-        getattr(params.evaluate, modality),
-        data_root=Path(params.data.prepared_dir) / modality,
-        checkpoint=checkpoint,
-        out_dir=Path(args.out),
-    )
+    cfg = getattr(params.evaluate, modality)
+    out = Path(args.out)
+
+    def evaluate(eval_cfg: Any, out_dir: Path) -> list[BaselineRecord]:
+        return evaluate_modality(
+            modality, getattr(params.model, modality), eval_cfg,
+            data_root=Path(params.data.prepared_dir) / modality, checkpoint=checkpoint, out_dir=out_dir,
+        )
+
+    if seeds is None:
+        _print_records(evaluate(cfg, out))
+        print(f"wrote {out / (modality + '.json')}")
+        return 0
+    return _run_seeds(evaluate, cfg, seeds, out, modality)
+
+
+def _print_records(records: list[BaselineRecord]) -> None:
     width = max(len(r.task) for r in records)
     print(f"{'task':<{width}}  metric      pretrained  random_init   delta  delta 95% interval  pretraining helps")
     for r in records:
         interval = "" if r.delta_ci95_low is None else f"{r.delta_ci95_low:+.4f} … {r.delta_ci95_high:+.4f}"
         print(f"{r.task:<{width}}  {r.metric:<10} {r.pretrained:>10.4f}  {r.random_init:>11.4f}  {r.delta:>+7.4f}"
               f"  {interval:<18}  {r.verdict}")
-    print(f"wrote {Path(args.out) / (modality + '.json')}")
+
+
+def _run_seeds(evaluate: Evaluate, cfg: Any, seeds: list[int], out: Path, modality: str) -> int:
+    by_seed = {}
+    for i, seed in enumerate(seeds, start=1):
+        print(f"[evaluate {modality}] seed {seed} ({i}/{len(seeds)})", flush=True)
+        by_seed[seed] = evaluate(dataclasses.replace(cfg, seed=seed), out / f"seed-{seed}")
+        _print_records(by_seed[seed])
+    summary = seed_spread(by_seed)
+    width = max(len(task) for task in summary)
+    print(f"\n{'task':<{width}}  mean delta  std delta  min delta  max delta  helps on every seed")
+    for task, row in summary.items():
+        print(f"{task:<{width}}  {row['mean_delta']:>+10.4f}  {row['std_delta']:>9.4f}  {row['min_delta']:>+9.4f}"
+              f"  {row['max_delta']:>+9.4f}  {'yes' if row['helps_every_seed'] else 'no'}")
+    path = write_seed_spread(out / f"{modality}_seeds.json", summary)
+    print(f"wrote {path}")
     return 0
