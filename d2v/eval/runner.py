@@ -117,6 +117,7 @@ def evaluate_text(
     if missing:
         raise D2VError(f"text evaluation: no data for task(s) {missing} (have: {', '.join(task_splits) or 'none'})")
     records, averaged_test_sets = [], []
+    every_task_paired = True
     for task in cfg.tasks:
         evaluate = partial(glue_task, splits=task_splits[task], task=task, cfg=cfg, collate=collate)
         scorer = _glue_score(task)
@@ -125,9 +126,11 @@ def evaluate_text(
         )
         records.append(record)
         if glue_task_key(task) not in NOT_AVERAGED:
+            every_task_paired &= record.delta_ci95_low is not None
             averaged_test_sets.append(PairedTestSet(len(ours.references), scorer(ours), scorer(theirs)))
     # The average's interval resamples every task's test set on each draw (paired within each task).
-    interval = paired_bootstrap_interval(averaged_test_sets, seed=cfg.seed) if averaged_test_sets else None
+    paired = every_task_paired and averaged_test_sets
+    interval = paired_bootstrap_interval(averaged_test_sets, seed=cfg.seed) if paired else None
     pretrained_avg = glue_average({r.task: r.pretrained for r in records})
     random_avg = glue_average({r.task: r.random_init for r in records})
     average = BaselineRecord(
