@@ -60,8 +60,8 @@ def paired_bootstrap_interval(
 
 
 def accuracy_scorer(predictions: Sequence[Any], references: Sequence[Any]) -> SubsetScore:
-    correct = _equal_length(predictions, references, "accuracy")
-    hits = np.asarray(correct[0]) == np.asarray(correct[1])
+    predicted, gold = (np.asarray(x) for x in _equal_length(predictions, references, "accuracy"))
+    hits = predicted == gold
     return lambda draw: float(hits[draw].mean())
 
 
@@ -79,6 +79,6 @@ def error_rate_scorer(unit: str, hypotheses: Sequence[str], references: Sequence
 
 
 def _equal_length(predictions: Sequence[Any], references: Sequence[Any], what: str) -> tuple[list, list]:
-    if len(predictions) != len(references) or not references:
+    if len(predictions) != len(references) or len(references) == 0:  # also for numpy arrays
         raise D2VError(f"{what}: need equal, non-empty predictions and references, got {len(predictions)} and {len(references)}")
     return list(predictions), list(references)

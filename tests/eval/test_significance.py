@@ -82,6 +82,9 @@ def test_glue_scorer_uses_the_task_metric() -> None:
     predictions, labels = [1, 1, 0, 0, 1], [1, 0, 0, 1, 1]
     score = glue_scorer("f1_accuracy", predictions, labels)(np.arange(5))
     assert score == pytest.approx((f1_binary(predictions, labels) + 3 / 5) / 2)
+    # numpy arrays are as good as lists
+    assert glue_scorer("f1_accuracy", np.array(predictions), np.array(labels))(np.arange(5)) == score
+    assert accuracy_scorer(np.array(predictions), np.array(labels))(np.arange(5)) == pytest.approx(3 / 5)
 
 
 @pytest.mark.parametrize(
