@@ -127,6 +127,11 @@ def speech_spec(version: int, preset: str) -> Data2VecSpec:
             collapse=_collapse(preset),
             speech=front,
         )
+    # fairseq v2 audio: ALiBi attention biases (use_alibi_encoder; fixed slopes here, fairseq learns a
+    # scale), and a teacher that averages the positional encoder but consumes the student's CNN
+    # features (ema_local_encoder: false).
+    encoder = replace(encoder, alibi=True)
+    released_ema = EmaSpec(0.9997, 1.0, 300_000) if preset == "large" else EmaSpec(0.999, 0.99999, 75_000)
     decoder = {
         "tiny": DecoderSpec(dim=64, layers=2, kernel=7, groups=16),
         "base": DecoderSpec(dim=384, layers=4, kernel=7, groups=16),
@@ -140,7 +145,7 @@ def speech_spec(version: int, preset: str) -> Data2VecSpec:
         mask=MaskSpec(kind="span", ratio=0.65 if preset == "large" else 0.55, span=5),
         target=TargetSpec(top_k=top_k, layer_norm="instance", final_norm="none"),
         loss=LossSpec(kind="l2", reduction="sum", scale=None),
-        ema=_ema(preset, EmaSpec(0.9997, 1.0, 300_000) if preset == "large" else EmaSpec(0.999, 0.99999, 75_000)),
+        ema=_ema(preset, replace(released_ema, include_frontend=True, share_local_features=True)),
         collapse=_collapse(preset),
         decoder=decoder,
         clone_batch={"tiny": 2, "base": 8, "large": 12}[preset],

@@ -36,6 +36,8 @@ class Data2Vec(nn.Module):
         super().__init__()
         if spec.version == 2 and spec.decoder is None:
             raise D2VError("data2vec 2.0 needs a decoder spec (model overrides: decoder)")
+        if spec.encoder.alibi and frontend.num_extra_tokens:
+            raise D2VError(f"encoder.alibi is not supported for {spec.modality}: its CLS token has no time position")
         self.spec = spec
         self.frontend = frontend
         self.encoder = TransformerEncoder(spec.encoder)
@@ -76,7 +78,9 @@ class Data2Vec(nn.Module):
     @torch.no_grad()
     def teacher_targets(self, batch: Batch, features: Features) -> Tensor:
         parts = self.teacher.module
-        if "frontend" in parts:  # v2 images: the teacher has its own EMA patch embedding
+        if "frontend" in parts and self.spec.ema.share_local_features:  # v2 speech: EMA positional encoder
+            x = parts["frontend"].add_positions(Features(features.x.detach(), features.padding_mask, features.grid))
+        elif "frontend" in parts:  # v2 images: the teacher has its own EMA patch embedding
             features = parts["frontend"].local_features(batch)
             x = parts["frontend"].add_positions(features)
         else:  # shared front end, applied to the unmasked features without gradients
@@ -110,7 +114,7 @@ class Data2Vec(nn.Module):
         keep_ids = _kept_indices(mask, features.padding_mask)  # (B, K)
         index = keep_ids.unsqueeze(-1).expand(-1, -1, x.shape[-1])
         kept, _ = self._prepend_extra_tokens(torch.gather(x, 1, index), None)  # (B, n_extra + K, D)
-        out, _ = self.encoder(kept, None)
+        out, _ = self.encoder(kept, None, positions=keep_ids)
         extra = self.frontend.num_extra_tokens
         # Decoder input: encoder outputs where kept, small Gaussian noise where masked.
         noise = torch.randn_like(x) * self.spec.mask_noise_std

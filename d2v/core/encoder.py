@@ -25,11 +25,15 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.dropout = dropout
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, padding_mask: Tensor | None, bias: Tensor | None = None) -> Tensor:
+        """bias: an additive (B, H, T, T) float attention bias that already excludes padded keys."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        # SDPA's boolean mask means "may attend": keys that are padding are excluded.
-        attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]  # (B, 1, 1, T)
+        if bias is not None:
+            attn_mask: Tensor | None = bias.to(q.dtype)
+        else:
+            # SDPA's boolean mask means "may attend": keys that are padding are excluded.
+            attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]  # (B, 1, 1, T)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )  # (B, H, T, D/H)
@@ -76,14 +80,16 @@ class Block(nn.Module):
         y = self.dropout(y)
         return self.drop_path(y if gamma is None else y * gamma)
 
-    def forward(self, x: Tensor, padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(
+        self, x: Tensor, padding_mask: Tensor | None = None, bias: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Returns (block output, FFN output before the last residual), both (B, T, D)."""
         if self.norm_first:
-            x = x + self._branch(self.attn(self.norm1(x), padding_mask), self.gamma1)
+            x = x + self._branch(self.attn(self.norm1(x), padding_mask, bias), self.gamma1)
             ffn_out = self.ffn(self.norm2(x))
             x = x + self._branch(ffn_out, self.gamma2)
         else:
-            x = self.norm1(x + self._branch(self.attn(x, padding_mask), self.gamma1))
+            x = self.norm1(x + self._branch(self.attn(x, padding_mask, bias), self.gamma1))
             ffn_out = self.ffn(x)
             x = self.norm2(x + self._branch(ffn_out, self.gamma2))
         return x, ffn_out
@@ -104,9 +110,22 @@ class TransformerEncoder(nn.Module):
         self.apply(_init_weights)
 
     def forward(
-        self, x: Tensor, padding_mask: Tensor | None = None, collect: str | None = None
+        self,
+        x: Tensor,
+        padding_mask: Tensor | None = None,
+        collect: str | None = None,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
-        """x (B, T, D) -> (B, T, D) and, when `collect` is "ffn" or "block", every block's output."""
+        """x (B, T, D) -> (B, T, D) and, when `collect` is "ffn" or "block", every block's output.
+
+        positions: (B, T) original time index of every step, for ALiBi when x holds only some of a
+        sequence's steps (the v2 student's kept ones); default 0..T-1.
+        """
+        bias = None
+        if self.spec.alibi:
+            if positions is None:
+                positions = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
+            bias = alibi_bias(positions, self.spec.heads, padding_mask)
         x = self.input_dropout(self.input_norm(x))
         collected: list[Tensor] = []
         for block in self.blocks:
@@ -114,10 +133,24 @@ class TransformerEncoder(nn.Module):
             if self.training and collect is None and self.spec.layer_drop > 0.0:
                 if torch.rand(()) < self.spec.layer_drop:
                     continue
-            x, ffn_out = block(x, padding_mask)
+            x, ffn_out = block(x, padding_mask, bias)
             if collect is not None:
                 collected.append(ffn_out if collect == "ffn" else x)
         return self.final_norm(x), collected
+
+
+def alibi_slopes(heads: int) -> Tensor:
+    """ALiBi's per-head slopes: the geometric sequence 2^(-8/H), 2^(-16/H), ..., 2^(-8)."""
+    return torch.tensor([2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads)])
+
+
+def alibi_bias(positions: Tensor, heads: int, padding_mask: Tensor | None = None) -> Tensor:
+    """(B, T) positions -> (B, H, T, T) additive attention bias -slope_h x |p_i - p_j|; padded keys -inf."""
+    distance = (positions[:, None, :, None] - positions[:, None, None, :]).abs().float()  # (B, 1, T, T)
+    bias = -alibi_slopes(heads).to(positions.device)[None, :, None, None] * distance
+    if padding_mask is not None:
+        bias = bias.masked_fill(padding_mask[:, None, None, :], float("-inf"))
+    return bias
 
 
 def _init_weights(module: nn.Module) -> None:

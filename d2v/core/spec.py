@@ -27,6 +27,10 @@ class EncoderSpec:
     layer_scale_init: float | None = None  # BEiT-style per-channel residual scale
     drop_path: float = 0.0  # stochastic depth, linearly increasing over depth
     layer_drop: float = 0.0  # probability of skipping a whole block while training the student
+    # ALiBi (data2vec 2.0 audio's use_alibi_encoder): every head adds -slope_h x |i - j| to its attention
+    # scores, slopes 2^(-8h/heads), so attention prefers nearby time steps. Positions are the original
+    # ones, also for the v2 student that only sees the kept steps.
+    alibi: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,9 @@ class EmaSpec:
     tau_end: float
     anneal_steps: int
     include_frontend: bool = False  # v2 images: the teacher also averages the patch embedding
+    # With include_frontend, v2 audio's teacher still consumes the student's local (CNN) features and
+    # averages only what comes after them: the positional encoder (fairseq ema_local_encoder: false).
+    share_local_features: bool = False
 
 
 @dataclass(frozen=True)

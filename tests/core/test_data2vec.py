@@ -10,6 +10,7 @@ import torch
 from d2v.config import ConfigError, ModelChoice
 from d2v.core.data2vec import CollapseError, Data2Vec
 from d2v.core.ema import ema_decay
+from d2v.errors import D2VError
 from d2v.models import build_model, model_spec, registered_presets
 
 # Shrinks any preset to a few thousand parameters while keeping its structure (norm placement,
@@ -176,3 +177,52 @@ def test_v2_student_output_does_not_depend_on_masked_content(modality: str) -> N
         preds.append(pred)
     torch.testing.assert_close(preds[0], preds[1])
     assert not torch.equal(features.x, changed)
+
+
+def speech_v2_with(**overrides: Any) -> Data2Vec:
+    base = {**TINY_WIDTH, **FRONT_OVERRIDES["speech"], "decoder": {"dim": 16, "groups": 4}}
+    base["encoder"] = {**TINY_WIDTH["encoder"], **overrides.pop("encoder", {})}
+    torch.manual_seed(0)
+    return build_model(model_spec("speech", ModelChoice(version=2, preset="tiny", overrides={**base, **overrides})))
+
+
+def test_alibi_student_trains_and_still_ignores_masked_content() -> None:
+    model = speech_v2_with(encoder={"alibi": True})
+    batch = batch_for(model)
+    out = model(batch, generator=torch.Generator().manual_seed(0))
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and model.encoder.blocks[0].attn.qkv.weight.grad is not None
+    features = model.frontend.local_features(batch)
+    mask = model.draw_mask(features, torch.Generator().manual_seed(0))
+    changed = features.x.masked_fill(mask.unsqueeze(-1), 3.0).contiguous()
+    preds = []
+    for x in (features.x.contiguous(), changed):
+        torch.manual_seed(0)
+        preds.append(model._student_v2(features.__class__(x, features.padding_mask, features.grid), mask)[0])
+    torch.testing.assert_close(preds[0], preds[1])
+
+
+def test_alibi_is_refused_where_a_cls_token_has_no_time_position() -> None:
+    overrides = {**TINY_WIDTH, **FRONT_OVERRIDES["image"], "decoder": {"dim": 16, "groups": 4}}
+    overrides["encoder"] = {**TINY_WIDTH["encoder"], "alibi": True}
+    with pytest.raises(D2VError, match="alibi is not supported for image"):
+        build_model(model_spec("image", ModelChoice(version=2, preset="tiny", overrides=overrides)))
+
+
+def test_shared_local_features_teacher_uses_the_student_cnn_and_its_own_positional_encoder() -> None:
+    model = speech_v2_with(ema={"include_frontend": True, "share_local_features": True})
+    batch = batch_for(model)
+    features = model.frontend.local_features(batch)
+    before = model.teacher_targets(batch, features)
+    teacher_frontend = model.teacher.module["frontend"]
+    with torch.no_grad():
+        teacher_frontend.local_encoder.blocks[0][0].weight.zero_()  # the teacher's CNN copy is unused
+    torch.testing.assert_close(model.teacher_targets(batch, features), before)
+    with torch.no_grad():
+        teacher_frontend.pos_conv[0][0].weight.mul_(3.0)  # ... its positional encoder is its own
+    assert not torch.allclose(model.teacher_targets(batch, features), before)
+    with torch.no_grad():
+        model.frontend.pos_conv[0][0].weight.add_(1.0)  # the student's is not the teacher's
+        model.ema_step()
+    moved = teacher_frontend.pos_conv[0][0].weight
+    assert not torch.allclose(moved, model.frontend.pos_conv[0][0].weight)

@@ -1,0 +1,62 @@
+"""Transformer encoder: ALiBi attention biases (data2vec 2.0 audio)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from d2v.core.encoder import TransformerEncoder, alibi_bias, alibi_slopes
+from d2v.core.spec import EncoderSpec
+
+
+def encoder(alibi: bool) -> TransformerEncoder:
+    torch.manual_seed(0)
+    return TransformerEncoder(EncoderSpec(dim=16, depth=2, heads=4, norm_first=False, alibi=alibi)).eval()
+
+
+def test_slopes_are_the_alibi_geometric_sequence() -> None:
+    assert alibi_slopes(4).tolist() == [0.25, 0.0625, 0.015625, 0.00390625]
+    assert alibi_slopes(8)[-1].item() == pytest.approx(2.0**-8)
+
+
+def test_bias_is_minus_slope_times_distance_and_excludes_padded_keys() -> None:
+    positions = torch.tensor([[0, 2, 5]])
+    padding = torch.tensor([[False, False, True]])
+    bias = alibi_bias(positions, heads=2, padding_mask=padding)  # slopes 1/16, 1/256
+    assert bias.shape == (1, 2, 3, 3)
+    assert bias[0, 0, 0, 1].item() == pytest.approx(-2 / 16)
+    assert bias[0, 1, 1, 0].item() == pytest.approx(-2 / 256)
+    assert bias[0, 0, 1, 1].item() == 0.0
+    assert torch.isinf(bias[0, :, :, 2]).all()
+
+
+def test_alibi_changes_attention_but_keeps_shapes() -> None:
+    x = torch.randn(2, 7, 16, generator=torch.Generator().manual_seed(1))
+    plain, with_bias = encoder(False), encoder(True)
+    with_bias.load_state_dict(plain.state_dict())
+    out_plain, _ = plain(x)
+    out_bias, layers = with_bias(x, collect="ffn")
+    assert out_bias.shape == out_plain.shape and len(layers) == 2
+    assert not torch.allclose(out_bias, out_plain)
+
+
+def test_a_subset_with_its_original_positions_matches_slicing_positions_explicitly() -> None:
+    # The v2 student sees only kept steps; passing their original positions must give the same
+    # result as the default 0..T-1 whenever the kept steps are exactly 0..K-1.
+    model = encoder(True)
+    x = torch.randn(1, 5, 16, generator=torch.Generator().manual_seed(2))
+    default, _ = model(x)
+    explicit, _ = model(x, positions=torch.arange(5)[None])
+    spread, _ = model(x, positions=torch.tensor([[0, 3, 6, 9, 12]]))
+    torch.testing.assert_close(default, explicit)
+    assert not torch.allclose(default, spread)
+
+
+def test_padded_steps_do_not_change_the_real_ones_with_alibi() -> None:
+    model = encoder(True)
+    x = torch.randn(1, 4, 16, generator=torch.Generator().manual_seed(3))
+    padded = torch.cat([x, torch.randn(1, 3, 16)], dim=1)
+    padding = torch.tensor([[False] * 4 + [True] * 3])
+    alone, _ = model(x)
+    with_pad, _ = model(padded, padding)
+    torch.testing.assert_close(with_pad[:, :4], alone, atol=1e-5, rtol=1e-5)
