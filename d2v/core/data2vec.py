@@ -36,6 +36,11 @@ class Data2Vec(nn.Module):
         super().__init__()
         if spec.version == 2 and spec.decoder is None:
             raise D2VError("data2vec 2.0 needs a decoder spec (model overrides: decoder)")
+        if spec.ema.share_local_features and not spec.ema.include_frontend:
+            raise D2VError(
+                "ema.share_local_features needs ema.include_frontend: true "
+                "(without it the teacher has no positional encoder of its own)"
+            )
         if spec.encoder.alibi and frontend.num_extra_tokens:
             raise D2VError(f"encoder.alibi is not supported for {spec.modality}: its CLS token has no time position")
         self.spec = spec

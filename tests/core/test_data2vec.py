@@ -226,3 +226,8 @@ def test_shared_local_features_teacher_uses_the_student_cnn_and_its_own_position
         model.ema_step()
     moved = teacher_frontend.pos_conv[0][0].weight
     assert not torch.allclose(moved, model.frontend.pos_conv[0][0].weight)
+
+
+def test_shared_local_features_without_a_teacher_front_end_is_refused() -> None:
+    with pytest.raises(D2VError, match="share_local_features needs ema.include_frontend"):
+        speech_v2_with(ema={"include_frontend": False, "share_local_features": True})

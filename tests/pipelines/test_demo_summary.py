@@ -13,3 +13,16 @@ def test_headline_rows_give_each_main_task_and_its_verdict(tmp_path) -> None:
     assert "linear_probe" in image and "delta +0.2200" in image and image.endswith("pretraining helps: yes")
     assert speech.split() == ["speech", "not", "run"]
     assert text.endswith("pretraining helps: within noise")
+
+
+def test_speech_headline_shows_the_cer_beside_the_wer(tmp_path) -> None:
+    # The fresh-clone case: fewer words wrong (98 vs 103 %) only because almost nothing is emitted.
+    write_eval_metrics(tmp_path / "speech.json", [
+        BaselineRecord("ctc", "wer", False, 0.981, 1.031, -0.050, 214, 80, 1.0, -0.074, -0.031),
+        BaselineRecord("ctc_cer", "cer", False, 0.954, 0.774, 0.180, 214, 80, 1.0, 0.169, 0.190),
+        BaselineRecord("ctc_asr_real_wer", "asr_real_wer", False, 1.0, 1.27, -0.27, 214, 544, 1.0),
+    ])
+    rows = [row for row in headline_rows(tmp_path) if row.split()[0] == "speech"]
+    assert len(rows) == 2
+    assert "ctc " in rows[0] and rows[0].endswith("pretraining helps: yes")
+    assert "ctc_cer" in rows[1] and rows[1].endswith("pretraining helps: no")
