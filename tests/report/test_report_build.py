@@ -7,6 +7,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+import yaml
 from report_tree import DVC_LOCK, Tree, make_tree, write_speech
 
 from d2v.cli import main
@@ -45,7 +46,7 @@ def md_row(markdown: str, first_cell: str) -> str:
 
 
 def test_every_section_holds_the_numbers_from_the_files(built: tuple[Tree, ReportFiles, str, str]) -> None:
-    _, files, md, html = built
+    tree, files, md, html = built
     for title in SECTIONS:
         assert f"## {title}" in md and f">{title}</h2>" in html
     assert "Generated at 2030-01-02 03:04:05 UTC." in md
@@ -83,7 +84,8 @@ def test_every_section_holds_the_numbers_from_the_files(built: tuple[Tree, Repor
     assert md_row(md, "pretrain.seed (resolved)") == "| pretrain.seed (resolved) | 0 |"
     assert md_row(md, "torch").startswith("| torch | 2.")
     assert md_row(md, "logical cores").startswith("| logical cores | ")
-    assert "warmup_steps: 30" in md and "warmup_steps: 30" in html
+    warmup = f"warmup_steps: {yaml.safe_load(tree.params.read_text())['pretrain']['image']['warmup_steps']}"
+    assert warmup in md and warmup in html  # the resolved params, embedded verbatim
 
 
 def test_a_missing_modality_says_not_run_until_its_files_exist(
