@@ -83,13 +83,14 @@ class Data2Vec(nn.Module):
     @torch.no_grad()
     def teacher_targets(self, batch: Batch, features: Features) -> Tensor:
         parts = self.teacher.module
-        if "frontend" in parts and self.spec.ema.share_local_features:  # v2 speech: EMA positional encoder
-            x = parts["frontend"].add_positions(Features(features.x.detach(), features.padding_mask, features.grid))
-        elif "frontend" in parts:  # v2 images: the teacher has its own EMA patch embedding
+        if "frontend" in parts and not self.spec.ema.share_local_features:  # v2 images: own EMA patch embedding
             features = parts["frontend"].local_features(batch)
             x = parts["frontend"].add_positions(features)
-        else:  # shared front end, applied to the unmasked features without gradients
-            x = self.frontend.add_positions(Features(features.x.detach(), features.padding_mask, features.grid))
+        else:
+            # The student's local features, unmasked and without gradients, through positions that are
+            # the teacher's EMA ones (v2 speech's positional encoder) or shared with the student.
+            positions = parts["frontend"] if "frontend" in parts else self.frontend
+            x = positions.add_positions(Features(features.x.detach(), features.padding_mask, features.grid))
         x, padding = self._prepend_extra_tokens(x, features.padding_mask)
         _, layers = parts["encoder"](x, padding, collect=self.spec.target.source)
         extra = self.frontend.num_extra_tokens

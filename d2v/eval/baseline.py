@@ -13,6 +13,10 @@ The record (one per task), as written to `metrics/eval/<modality>.json` under th
     delta_ci95_low, delta_ci95_high
                       95 % paired-bootstrap interval of delta over the test examples
                       (d2v.eval.significance); null when not computed (e.g. extra test splits)
+    pretrained_output_ratio, random_init_output_ratio
+                      speech: characters emitted / reference characters on the scored split, per
+                      run; null for other tasks. Below MIN_OUTPUT_RATIO the run's transcripts are
+                      near-empty, and a win by that run is "inconclusive"
 
 `metrics/eval/image_confusion.csv` (columns actual,predicted; one row per test image) feeds the
 confusion-matrix template of `dvc plots`.
@@ -38,6 +42,9 @@ from d2v.eval.data import EvalResult
 from d2v.eval.significance import PairedTestSet, SubsetScore, paired_bootstrap_interval
 
 LOWER_IS_BETTER = frozenset({"wer", "cer", "loss", "mse"})
+# An ASR run that emits under half the reference's characters deletes most of it: it can beat a
+# run full of insertions on WER (an empty transcript scores exactly 100 %) without recognising more.
+MIN_OUTPUT_RATIO = 0.5
 
 
 @dataclass(frozen=True)
@@ -53,12 +60,26 @@ class BaselineRecord:
     wall_time_s: float
     delta_ci95_low: float | None = None
     delta_ci95_high: float | None = None
+    pretrained_output_ratio: float | None = None
+    random_init_output_ratio: float | None = None
+
+    @property
+    def inconclusive_reason(self) -> str | None:
+        """Why the sign of delta means nothing, or None. Error rates only: when both runs score
+        100 % or more (an empty transcript scores exactly 100 %, so neither recognises anything), or
+        when the better run's transcripts are near-empty (it wins by deleting, not recognising)."""
+        if not is_error_rate(self.metric):
+            return None
+        if min(self.pretrained, self.random_init) >= 1.0:
+            return "both >= 100 %"
+        winner_ratio = self.pretrained_output_ratio if self.delta < 0 else self.random_init_output_ratio
+        if self.delta != 0 and winner_ratio is not None and winner_ratio < MIN_OUTPUT_RATIO:
+            return f"the better run's transcripts are near-empty: {winner_ratio:.0%} of the reference length"
+        return None
 
     @property
     def conclusive(self) -> bool:
-        """False when both runs score an error rate of 100 % or more: an empty transcript scores
-        exactly 100 %, so neither model recognises anything and the sign of delta means nothing."""
-        return not (is_error_rate(self.metric) and min(self.pretrained, self.random_init) >= 1.0)
+        return self.inconclusive_reason is None
 
     @property
     def within_noise(self) -> bool:
@@ -75,8 +96,9 @@ class BaselineRecord:
 
     @property
     def verdict(self) -> str:
-        if not self.conclusive:
-            return "inconclusive (both >= 100 %)"
+        reason = self.inconclusive_reason
+        if reason is not None:
+            return f"inconclusive ({reason})"
         if self.within_noise:
             return "within noise"
         return "yes" if self.pretraining_helps else "no"
@@ -101,11 +123,13 @@ def make_record(
     wall_time_s: float,
     n_test: int | None = None,
     interval: tuple[float, float] | None = None,
+    split: str = "test",
 ) -> BaselineRecord:
     """The record comparing two finished runs on one metric (several metrics can share the runs).
 
     n_test overrides the result's test size for metrics scored on another split; interval is the
-    95 % interval of delta (`paired_interval`).
+    95 % interval of delta (`paired_interval`); split names the scored split, whose output-length
+    ratios (speech) the record keeps.
     """
     if (pretrained.n_train, pretrained.n_test) != (random_init.n_train, random_init.n_test):
         raise D2VError(f"{task}: pretrained and random-init runs saw different data; the comparison would be unfair")
@@ -123,6 +147,8 @@ def make_record(
         wall_time_s=round(wall_time_s, 3),
         delta_ci95_low=None if interval is None else interval[0],
         delta_ci95_high=None if interval is None else interval[1],
+        pretrained_output_ratio=pretrained.output_ratios.get(split),
+        random_init_output_ratio=random_init.output_ratios.get(split),
     )
 
 

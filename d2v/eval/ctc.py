@@ -25,7 +25,7 @@ from d2v.core.types import Batch, FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.config import SpeechEvalConfig
 from d2v.eval.data import Collate, EvalResult, get_split, make_loader, take_subset
-from d2v.eval.metrics import character_error_rate, word_error_rate
+from d2v.eval.metrics import character_error_rate, output_length_ratio, word_error_rate
 from d2v.eval.schedules import tri_stage
 
 BLANK, WORD_SEPARATOR = "<blank>", "|"
@@ -250,6 +250,7 @@ def ctc_finetune(
 
     hypotheses, references = transcribe(model, test_set, vocab, collate, where)
     metrics = {"wer": word_error_rate(references, hypotheses), "cer": character_error_rate(references, hypotheses)}
+    output_ratios = {"test": output_length_ratio(references, hypotheses)}
     extra_sizes: dict[str, int] = {}
     for name in extra_test_splits:
         if name in named:
@@ -257,6 +258,7 @@ def ctc_finetune(
             metrics[f"{name}_wer"] = word_error_rate(ref, hyp)
             metrics[f"{name}_cer"] = character_error_rate(ref, hyp)
             extra_sizes[name] = len(ref)
+            output_ratios[name] = output_length_ratio(ref, hyp)
     return EvalResult(
         metrics=metrics,
         n_train=len(train_set),  # type: ignore[arg-type]
@@ -265,4 +267,5 @@ def ctc_finetune(
         references=references,
         train_losses=losses,
         extra_test_sizes=extra_sizes,
+        output_ratios=output_ratios,
     )

@@ -32,6 +32,8 @@ class EvalResult:
     references: list[Any] = field(default_factory=list)  # the matching gold labels / transcripts
     train_losses: list[float] = field(default_factory=list)  # one per update, in order
     extra_test_sizes: dict[str, int] = field(default_factory=dict)  # split -> examples, for extra test splits
+    # speech: split ("test" and each extra split) -> characters emitted / reference characters
+    output_ratios: dict[str, float] = field(default_factory=dict)
 
 
 def get_split(splits: Mapping[str, Dataset], name: str, where: str = "splits") -> Dataset:

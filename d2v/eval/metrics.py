@@ -187,6 +187,20 @@ def character_error_rate(references: Sequence[str], hypotheses: Sequence[str]) -
     return error_rate_from_counts(*edit_counts(references, hypotheses, "char"))
 
 
+def output_length_ratio(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Characters emitted / reference characters over a corpus (units as in CER).
+
+    Near 0 means near-empty transcripts: such a model scores a WER of about 100 % without
+    recognising anything, which can look better than a model that emits too much.
+    """
+    if len(references) != len(hypotheses):
+        raise D2VError(f"{len(references)} references but {len(hypotheses)} hypotheses")
+    reference_chars = sum(len(_tokens(r, "char")) for r in references)
+    if reference_chars == 0:
+        raise D2VError("output length ratio: the references are empty")
+    return sum(len(_tokens(h, "char")) for h in hypotheses) / reference_chars
+
+
 def glue_task_kind(task: str, regression: bool = False) -> GlueKind:
     """The scoring rule of a GLUE task; other tasks score accuracy, or correlation when regression."""
     return GLUE_TASK_KINDS.get(glue_task_key(task), "correlation" if regression else "accuracy")

@@ -173,7 +173,10 @@ def evaluate_speech(
             # Per-utterance hypotheses are kept for the main test split only: no interval for extra splits.
             interval = paired_interval(_error_rate("char"), ours, theirs, cfg.seed) if metric == "cer" else None
             records.append(
-                make_record(f"ctc_{metric}", metric, ours, theirs, main.wall_time_s, n_test=n_test, interval=interval)
+                make_record(
+                    f"ctc_{metric}", metric, ours, theirs, main.wall_time_s,
+                    n_test=n_test, interval=interval, split=split or "test",
+                )
             )
     write_eval_metrics(Path(out_dir) / "speech.json", records)
     return records

@@ -143,6 +143,8 @@ def _record(raw: Any, where: str) -> EvalRecord:
             n_train=int(raw["n_train"]), n_test=int(raw["n_test"]), wall_time_s=float(raw["wall_time_s"]),
             delta_ci95_low=_optional_float(raw.get("delta_ci95_low")),
             delta_ci95_high=_optional_float(raw.get("delta_ci95_high")),
+            pretrained_output_ratio=_optional_float(raw.get("pretrained_output_ratio")),
+            random_init_output_ratio=_optional_float(raw.get("random_init_output_ratio")),
         )
     except (TypeError, ValueError) as exc:
         raise D2VError(f"{where}: {exc}") from None

@@ -11,6 +11,7 @@ from d2v.errors import D2VError
 from d2v.eval.baseline import (
     BaselineRecord,
     compare_with_random_init,
+    make_record,
     paired_interval,
     write_confusion_csv,
     write_eval_metrics,
@@ -24,7 +25,7 @@ from eval_standins import PatchEmbed, StandInEncoder
 
 RECORD_KEYS = {
     "task", "metric", "higher_is_better", "pretrained", "random_init", "delta", "n_train", "n_test", "wall_time_s",
-    "delta_ci95_low", "delta_ci95_high",
+    "delta_ci95_low", "delta_ci95_high", "pretrained_output_ratio", "random_init_output_ratio",
 }
 
 
@@ -64,6 +65,39 @@ def test_verdict_is_inconclusive_when_both_error_rates_reach_100_percent(
     record = BaselineRecord(metric, metric, higher, pretrained, random_init, pretrained - random_init, 10, 5, 0.0)
     assert record.verdict == verdict
     assert record.pretraining_helps == (verdict == "yes")
+
+
+@pytest.mark.parametrize(
+    ("pretrained", "random_init", "ratios", "verdict"),
+    [
+        # The Asterisk case: a near-silent pretrained model "beats" one full of insertions on WER.
+        (0.9997, 1.275, (0.04, 1.3), "inconclusive (the better run's transcripts are near-empty: 4% of the reference length)"),
+        (0.60, 0.80, (0.9, 1.1), "yes"),  # a real win keeps its verdict
+        (0.80, 0.60, (0.1, 0.9), "no"),  # the near-empty run losing is still a loss
+        (0.60, 0.80, (0.5, 1.1), "yes"),  # half the reference length is enough
+        (0.60, 0.80, None, "yes"),  # records without ratios (older files) are judged as before
+    ],
+)
+def test_a_win_by_near_empty_transcripts_is_inconclusive(
+    pretrained: float, random_init: float, ratios: tuple[float, float] | None, verdict: str
+) -> None:
+    ours, theirs = ratios if ratios is not None else (None, None)
+    record = BaselineRecord(
+        "ctc", "wer", False, pretrained, random_init, pretrained - random_init, 10, 5, 0.0,
+        pretrained_output_ratio=ours, random_init_output_ratio=theirs,
+    )
+    assert record.verdict == verdict
+    assert record.pretraining_helps == (verdict == "yes")
+
+
+def test_output_ratios_come_from_the_scored_split() -> None:
+    ours = EvalResult({"wer": 0.99, "real_wer": 0.5}, 10, 5, output_ratios={"test": 0.02, "real": 0.8})
+    theirs = EvalResult({"wer": 1.3, "real_wer": 0.7}, 10, 5, output_ratios={"test": 1.4, "real": 1.0})
+    main = make_record("ctc", "wer", ours, theirs, 0.0)
+    extra = make_record("ctc_real_wer", "real_wer", ours, theirs, 0.0, split="real")
+    assert (main.pretrained_output_ratio, main.random_init_output_ratio) == (0.02, 1.4)
+    assert main.verdict.startswith("inconclusive (the better run's transcripts are near-empty")
+    assert (extra.pretrained_output_ratio, extra.verdict) == (0.8, "yes")
 
 
 @pytest.mark.parametrize(

@@ -78,6 +78,7 @@ def test_ctc_learns_synthetic_letters(speech_encoder_factory) -> None:
     assert result.train_losses[-1] < 0.3 * result.train_losses[0]
     assert result.metrics["cer"] < 0.2 and result.metrics["wer"] < 0.5
     assert set(result.metrics) == {"wer", "cer", "real_wer", "real_cer"}
+    assert set(result.output_ratios) == {"test", "real"} and 0.5 < result.output_ratios["test"] < 1.5
     assert result.references[0] == result.references[0].lower() and (result.n_train, result.n_test) == (64, 24)
     assert all(torch.equal(a, b) for a, b in zip(extractor_before, encoder.feature_extractor.parameters()))
 

@@ -60,6 +60,16 @@ def test_character_error_rate_on_known_strings() -> None:
     assert m.levenshtein(list("flaw"), list("lawn")) == 2
 
 
+def test_output_length_ratio_counts_characters_like_cer() -> None:
+    # "the  cat" collapses to 7 characters, "a" is 1: hypotheses 3 + 0 characters over 8.
+    assert m.output_length_ratio(["the  cat", "a"], ["the", ""]) == pytest.approx(3 / 8)
+    assert m.output_length_ratio(["ab"], ["abab"]) == 2.0  # insertions push it above 1
+    with pytest.raises(D2VError, match="1 references but 2 hypotheses"):
+        m.output_length_ratio(["a"], ["a", "b"])
+    with pytest.raises(D2VError, match="references are empty"):
+        m.output_length_ratio([""], ["a"])
+
+
 def test_glue_scores_and_average() -> None:
     mrpc = m.glue_task_metrics(m.glue_task_kind("mrpc"), PRED, GOLD)
     assert mrpc["score"] == pytest.approx((2 / 3 + 0.7) / 2)  # F1 and accuracy averaged

@@ -82,3 +82,8 @@ def test_evaluate_speech_records_wer_cer_and_extra_split(tmp_path) -> None:
     # WER and CER on the main test split get intervals; the extra split keeps no per-utterance output.
     assert by_task["ctc"].delta_ci95_low is not None and by_task["ctc_cer"].delta_ci95_high is not None
     assert by_task["ctc_asr_real_wer"].delta_ci95_low is None and by_task["ctc_asr_real_cer"].delta_ci95_high is None
+    # Each record keeps both runs' output-length ratios on the split it scored.
+    for record in records:
+        assert record.pretrained_output_ratio is not None and record.random_init_output_ratio is not None
+    assert by_task["ctc"].random_init_output_ratio == by_task["ctc_cer"].random_init_output_ratio
+    assert by_task["ctc_asr_real_wer"].random_init_output_ratio == by_task["ctc_asr_real_cer"].random_init_output_ratio
