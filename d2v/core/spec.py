@@ -130,6 +130,11 @@ class SpeechFrontSpec:
     # fairseq's feature_grad_mult: scales the gradient reaching the CNN feature encoder. 0 freezes it
     # (and skips its backward pass); wav2vec 2.0 pretrains with 0.1.
     feature_grad_mult: float = 1.0
+    # "cnn": the wav2vec 2.0 waveform CNN above (data2vec's choice). "log_mel": log-mel energies on the
+    # same frame grid (window = the CNN's receptive field, hop = its total stride, bands = its output
+    # channels) and no parameters; a CPU-scale alternative, since a CNN needs far more updates than a
+    # demo has to learn spectral filters (README, "What this says").
+    feature_extractor: Literal["cnn", "log_mel"] = "cnn"
 
 
 @dataclass(frozen=True)

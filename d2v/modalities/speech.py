@@ -3,6 +3,8 @@ positional encoder. Padding masks are carried through the convolutions by output
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -52,12 +54,42 @@ class ConvFeatureEncoder(nn.Module):
         return self.blocks(waveform.unsqueeze(1))
 
 
+class LogMelFeatureEncoder(nn.Module):
+    """Log-mel filterbank energies on the conv stack's frame grid: one frame per `ConvFeatureEncoder`
+    output frame (window = its receptive field, hop = its total stride, no centring), one band per
+    output channel. No trainable parameters."""
+
+    def __init__(self, layers: tuple[tuple[int, int, int], ...], sample_rate: int = 16_000) -> None:
+        super().__init__()
+        import torchaudio  # only this front end needs it
+
+        self.layers = layers
+        self.window, self.hop = _receptive_field(layers), math.prod(stride for _, _, stride in layers)
+        self.mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate, n_fft=self.window, win_length=self.window, hop_length=self.hop, n_mels=layers[-1][0],
+            center=False,
+        )
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        # For the wav2vec 2.0 stack this equals the CNN's frame count at every length (tested).
+        return torch.div(lengths - self.window, self.hop, rounding_mode="floor") + 1
+
+    def forward(self, waveform: Tensor) -> Tensor:  # (B, S) -> (B, C, T)
+        return torch.log(self.mel(waveform) + 1e-5)
+
+
 class SpeechFrontend(Frontend):
     def __init__(self, spec: SpeechFrontSpec, dim: int, learned_mask: bool, dropout: float = 0.0) -> None:
         super().__init__(dim, learned_mask)
         self.spec = spec
         channels = spec.conv_layers[-1][0]
-        self.local_encoder = ConvFeatureEncoder(spec.conv_layers)
+        if spec.feature_extractor not in ("cnn", "log_mel"):
+            raise D2VError(f"speech.feature_extractor must be 'cnn' or 'log_mel', got {spec.feature_extractor!r}")
+        self.local_encoder: nn.Module = (
+            ConvFeatureEncoder(spec.conv_layers)
+            if spec.feature_extractor == "cnn"
+            else LogMelFeatureEncoder(spec.conv_layers)
+        )
         self.feature_norm = nn.LayerNorm(channels)
         self.project = nn.Linear(channels, dim)
         self.dropout = nn.Dropout(dropout)
@@ -79,11 +111,7 @@ class SpeechFrontend(Frontend):
 
     @property
     def receptive_field(self) -> int:
-        field, jump = 1, 1
-        for _, kernel, stride in self.spec.conv_layers:
-            field += (kernel - 1) * jump
-            jump *= stride
-        return field
+        return _receptive_field(self.spec.conv_layers)
 
     @torch.no_grad()
     def frozen_conv_features(self, batch: Batch) -> Batch:
@@ -142,6 +170,15 @@ class SpeechFrontend(Frontend):
         if features.padding_mask is not None:
             x = x.masked_fill(features.padding_mask.unsqueeze(-1), 0.0)
         return x + self.pos_conv(x.transpose(1, 2)).transpose(1, 2)
+
+
+def _receptive_field(layers: tuple[tuple[int, int, int], ...]) -> int:
+    """Input samples behind one output frame of a conv stack."""
+    field, jump = 1, 1
+    for _, kernel, stride in layers:
+        field += (kernel - 1) * jump
+        jump *= stride
+    return field
 
 
 class _GradScale(torch.autograd.Function):

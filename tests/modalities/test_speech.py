@@ -1,4 +1,4 @@
-"""The speech front end: gradient scaling into the CNN and the precomputed-features path."""
+"""The speech front end: gradient scaling into the CNN, the precomputed-features path, the log-mel option."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from d2v.config import ModelChoice
-from d2v.errors import D2VError
+from d2v.errors import ConfigError, D2VError
 from d2v.models import build_model, model_spec
 
 
@@ -56,3 +56,46 @@ def test_other_modalities_have_no_precomputed_features() -> None:
     torch.manual_seed(0)
     text = build_model(model_spec("text", ModelChoice(2, "tiny"), vocab_size=64)).student_encoder()
     assert text.frozen_features({"tokens": torch.ones(1, 4, dtype=torch.long)}) is None
+
+
+def log_mel_student():
+    torch.manual_seed(0)
+    choice = ModelChoice(2, "tiny", overrides={"speech": {"feature_extractor": "log_mel"}})
+    return build_model(model_spec("speech", choice)).student_encoder()
+
+
+def test_log_mel_frames_match_the_cnn_grid_at_every_length() -> None:
+    from d2v.modalities.speech import ConvFeatureEncoder, LogMelFeatureEncoder
+
+    layers = model_spec("speech", ModelChoice(2, "tiny")).speech.conv_layers  # type: ignore[union-attr]
+    cnn, mel = ConvFeatureEncoder(layers), LogMelFeatureEncoder(layers)
+    lengths = torch.arange(400, 6000)
+    assert torch.equal(mel.output_lengths(lengths), cnn.output_lengths(lengths))
+    for samples in (400, 719, 720, 3333):
+        frames = mel(torch.randn(1, samples)).shape
+        assert frames == (1, layers[-1][0], int(cnn.output_lengths(torch.tensor(samples))))
+    assert (mel.window, mel.hop) == (400, 320)  # 25 ms windows every 20 ms at 16 kHz
+
+
+def test_log_mel_front_end_has_nothing_to_train_and_measures_the_spectrum() -> None:
+    encoder = log_mel_student()
+    assert not list(encoder.feature_extractor.parameters())
+    t = torch.arange(16000) / 16000
+    low, high = torch.sin(2 * torch.pi * 300 * t)[None], torch.sin(2 * torch.pi * 3000 * t)[None]
+    mel = encoder.feature_extractor
+    peak_low, peak_high = mel(low).mean(-1).argmax(), mel(high).mean(-1).argmax()
+    assert peak_low < peak_high  # a higher tone peaks in a higher band
+
+
+def test_log_mel_student_handles_padding_and_cached_features() -> None:
+    encoder = log_mel_student().eval()
+    batch = padded_batch()
+    out = encoder(batch)
+    assert out.padding_mask is not None and int((~out.padding_mask[1]).sum()) == (5600 - 400) // 320 + 1
+    torch.testing.assert_close(encoder(encoder.frozen_features(batch)).x, out.x)  # type: ignore[arg-type]
+
+
+def test_unknown_feature_extractor_is_rejected() -> None:
+    choice = ModelChoice(2, "tiny", overrides={"speech": {"feature_extractor": "mfcc"}})
+    with pytest.raises(ConfigError, match=r"speech.feature_extractor: expected one of \['cnn', 'log_mel'\], got str 'mfcc'"):
+        model_spec("speech", choice)
