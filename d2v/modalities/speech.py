@@ -1,5 +1,6 @@
-"""Speech: the wav2vec 2.0 convolutional feature encoder (16 kHz -> 50 Hz) and a convolutional
-positional encoder. Padding masks are carried through the convolutions by output-length arithmetic."""
+"""Speech: the wav2vec 2.0 convolutional feature encoder (16 kHz -> 50 Hz) or, as an option, log-mel
+energies on the same frame grid, and a convolutional positional encoder. Padding masks are carried
+through the front end by output-length arithmetic."""
 
 from __future__ import annotations
 
@@ -63,7 +64,6 @@ class LogMelFeatureEncoder(nn.Module):
         super().__init__()
         import torchaudio  # only this front end needs it
 
-        self.layers = layers
         self.window, self.hop = _receptive_field(layers), math.prod(stride for _, _, stride in layers)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate, n_fft=self.window, win_length=self.window, hop_length=self.hop, n_mels=layers[-1][0],
