@@ -40,9 +40,12 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
             self.send_error(404)
             return
         data = path.read_bytes()
-        start = 0
-        if rng := self.headers.get("Range"):
-            start = int(rng.split("=")[1].split("-")[0])
+        rng = self.headers.get("Range")
+        start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+        # Recorded before the reply goes out: the client may finish reading (and the test assert)
+        # before this handler thread runs another line after its last write.
+        self.server.requests.append((self.path, start))  # type: ignore[attr-defined]
+        if rng:
             if start >= len(data):
                 self.send_error(416)
                 return
@@ -53,7 +56,6 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         self.wfile.write(data[start:])
-        self.server.requests.append((self.path, start))  # type: ignore[attr-defined]
 
 
 @pytest.fixture
