@@ -60,3 +60,19 @@ def test_padded_steps_do_not_change_the_real_ones_with_alibi() -> None:
     alone, _ = model(x)
     with_pad, _ = model(padded, padding)
     torch.testing.assert_close(with_pad[:, :4], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_collect_block_gives_each_block_output_and_ffn_its_pre_residual_branch() -> None:
+    # The speech demo's targets come from "block"; data2vec's speech/text default is "ffn".
+    model = encoder(False)
+    x = torch.randn(2, 6, 16, generator=torch.Generator().manual_seed(4))
+    out, blocks = model(x, collect="block")
+    _, ffns = model(x, collect="ffn")
+    assert len(blocks) == len(ffns) == 2
+    first_out, first_ffn = model.blocks[0](model.input_norm(x))
+    torch.testing.assert_close(blocks[0], first_out)
+    torch.testing.assert_close(ffns[0], first_ffn)
+    second_out, second_ffn = model.blocks[1](blocks[0])
+    torch.testing.assert_close(blocks[1], second_out)
+    torch.testing.assert_close(ffns[1], second_ffn)
+    torch.testing.assert_close(out, blocks[-1])  # post-LN: no final norm after the last block
