@@ -16,8 +16,8 @@ def test_headline_rows_give_each_main_task_and_its_verdict(tmp_path) -> None:
 
 
 def test_speech_headline_shows_the_cer_beside_the_wer(tmp_path) -> None:
-    # The fresh-clone case: fewer words wrong (98 vs 103 %) only because almost nothing is emitted
-    # (5 % of the reference characters against random init's 65 %).
+    # The fresh-clone case with the waveform CNN: fewer words wrong (98 vs 103 %) only because almost
+    # nothing is emitted (5 % of the reference characters against random init's 65 %).
     write_eval_metrics(tmp_path / "speech.json", [
         BaselineRecord("ctc", "wer", False, 0.981, 1.031, -0.050, 214, 80, 1.0, -0.074, -0.031, 0.05, 0.65),
         BaselineRecord("ctc_cer", "cer", False, 0.954, 0.774, 0.180, 214, 80, 1.0, 0.169, 0.190),
