@@ -2,8 +2,9 @@
 
 A linear head maps each encoder frame (`EncoderOutput.x`, (B, T, D)) to letter log-probabilities;
 `EncoderOutput.padding_mask` gives each utterance's output length. The feature extractor (the CNN)
-stays frozen, the lr follows the tri-stage schedule, and test utterances are decoded greedily
-(best letter per frame, repeats collapsed, blanks dropped) and scored by WER and CER.
+stays frozen, the lr follows the tri-stage schedule, training batches group utterances of similar
+length (less padding), and test utterances are decoded greedily (best letter per frame, repeats
+collapsed, blanks dropped) and scored by WER and CER.
 
 Batches carry the waveform keys of d2v.core.types plus "transcript": a list of B strings.
 `with_transcripts` adds that key to a collate that only stacks waveforms (d2v.data's SpeechCollate).
@@ -24,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 from d2v.core.types import Batch, FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.config import SpeechEvalConfig
-from d2v.eval.data import Collate, EvalResult, get_split, make_loader, take_subset
+from d2v.eval.data import Collate, EvalResult, get_split, make_bucketed_loader, make_loader, take_subset
 from d2v.eval.metrics import character_error_rate, output_length_ratio, word_error_rate
 from d2v.eval.schedules import tri_stage
 
@@ -65,6 +66,18 @@ def _item_transcript(item: object) -> str:
     if not isinstance(text, str):
         raise D2VError(f"speech recognition: an utterance has no transcript (got {text!r})")
     return text
+
+
+def _samples_of(item: object) -> int:
+    waveform = item.get("waveform") if isinstance(item, Mapping) else item[0]  # type: ignore[index]
+    if waveform is None:
+        raise D2VError("speech recognition: an utterance has no waveform")
+    return len(waveform)
+
+
+def utterance_lengths(dataset: Dataset) -> list[int]:
+    """Audio samples of every utterance (items: dicts with "waveform", or tuples with it first)."""
+    return [_samples_of(dataset[i]) for i in range(len(dataset))]  # type: ignore[arg-type]
 
 
 def with_transcripts(collate: Collate | None) -> Collate:
@@ -168,8 +181,11 @@ class FrozenFeatureSplit(Dataset):
 
     def __init__(self, dataset: Dataset, collate: Collate, precompute: Callable[[Batch], Batch | None]) -> None:
         self.items: list[dict] = []
+        self.samples: list[int] = []
         for i in range(len(dataset)):  # type: ignore[arg-type]
-            batch = collate([dataset[i]])
+            item = dataset[i]
+            self.samples.append(_samples_of(item))
+            batch = collate([item])
             features = precompute(batch)
             if features is None:
                 raise D2VError("this encoder cannot precompute its frozen features")
@@ -183,6 +199,10 @@ class FrozenFeatureSplit(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return self.items[i]
+
+    def lengths(self) -> list[int]:
+        """Audio samples of each source utterance, for length-bucketed batches."""
+        return list(self.samples)
 
 
 def collate_frozen(items: list[dict]) -> Batch:
@@ -235,7 +255,10 @@ def ctc_finetune(
     if cached is not None:
         named, collate = cached
         train_set, test_set = named["train"], named["test"]
-    batches = _endless(make_loader(train_set, cfg.batch_size, shuffle=True, seed=cfg.seed, collate=collate))
+    # Batches of similar length pad little; both paths order by source samples, so cached and
+    # uncached runs see the same batches.
+    lengths = train_set.lengths() if isinstance(train_set, FrozenFeatureSplit) else utterance_lengths(train_set)
+    batches = _endless(make_bucketed_loader(train_set, lengths, cfg.batch_size, seed=cfg.seed, collate=collate))
     losses: list[float] = []
     model.train()
     for step in range(cfg.steps):
