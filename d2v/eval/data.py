@@ -8,7 +8,7 @@ items (text, speech). Without one, torch's default collate stacks equal-shaped t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -90,7 +90,7 @@ class LengthBucketBatches(Sampler[list[int]]):
         full, rest = divmod(len(self.lengths), span)
         return full * self.window + -(-rest // self.batch_size)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[list[int]]:
         order = self.rng.permutation(len(self.lengths))
         span = self.batch_size * self.window
         batches = []
