@@ -13,6 +13,7 @@ transcripts exist: real speech; those prompts are then excluded from pretraining
 from __future__ import annotations
 
 import random
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,18 +70,31 @@ def _embedded(cfg: SpeechConfig, seed: int, wordnet_dir: str) -> list[Utterance]
     en_dir = src.asterisk_language_dirs(cfg.asterisk_dir, ("en",))["en"] if real else None
     utterances = _asterisk_real(en_dir, real) if en_dir else []
     held = {f"en/{key}" for key in real}
+    return utterances + _asterisk_unlabelled(cfg, seed, dirs, held) + _flite(cfg, seed, wordnet_dir)
+
+
+def _asterisk_unlabelled(cfg: SpeechConfig, seed: int, dirs: dict[str, Path], held: set[str]) -> list[Utterance]:
+    """Prompts of every pretraining language, shuffled, up to `pretrain_seconds`, cut into chunks of at
+    most `max_seconds`; `held` keys (the labelled real-speech split) are left out."""
     files = [(f"{lang}/{p.relative_to(d).with_suffix('')}", lang, p) for lang, d in dirs.items()
              for p in sorted(d.rglob("*.g722")) if "silence" not in p.parts]  # fmt: skip
     random.Random(seed).shuffle(files)
     budget = cfg.pretrain_seconds * SPEECH_SAMPLE_RATE or float("inf")
+    utterances: list[Utterance] = []
+    empty: list[Path] = []
     for key, lang, path in files:
         if key in held or budget <= 0:
+            continue
+        if path.stat().st_size == 0:  # asterisk-core-sounds-ru ships a 0-byte is.g722: nothing to learn from
+            empty.append(path)
             continue
         for name, piece in _chunks(key, src.decode_g722(path), cfg.max_seconds):
             split = assign_split(key, seed, cfg.valid_fraction)  # chunks of one file share a split
             utterances.append(Utterance(name, split, f"asterisk-{lang}", piece))
             budget -= len(piece)
-    return utterances + _flite(cfg, seed, wordnet_dir)
+    if empty:
+        print(f"speech: skipped {len(empty)} empty prompt file(s), e.g. {empty[0]}", file=sys.stderr)
+    return utterances
 
 
 def _asterisk_real(en_dir: Path, transcripts: dict[str, str]) -> list[Utterance]:
