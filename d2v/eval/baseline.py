@@ -12,7 +12,7 @@ The record (one per task), as written to `metrics/eval/<modality>.json` under th
     wall_time_s       seconds for both runs together
     delta_ci95_low, delta_ci95_high
                       95 % paired-bootstrap interval of delta over the test examples
-                      (d2v.eval.significance); null when not computed (e.g. extra test splits)
+                      (d2v.eval.significance); null when not computed (no per-example outputs kept)
     pretrained_output_ratio, random_init_output_ratio
                       speech: characters emitted / reference characters on the scored split, per
                       run; null for other tasks. Below MIN_OUTPUT_RATIO the run's transcripts are

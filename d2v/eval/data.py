@@ -7,7 +7,7 @@ items (text, speech). Without one, torch's default collate stacks equal-shaped t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -34,6 +34,16 @@ class EvalResult:
     extra_test_sizes: dict[str, int] = field(default_factory=dict)  # split -> examples, for extra test splits
     # speech: split ("test" and each extra split) -> characters emitted / reference characters
     output_ratios: dict[str, float] = field(default_factory=dict)
+    # speech: extra test split -> (hypotheses, references), one per utterance, for its interval
+    extra_transcripts: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+
+    def on_split(self, split: str) -> EvalResult:
+        """This result's per-example outputs on `split` ("test" or an extra test split), as a result
+        that paired-interval scorers read; a split without kept outputs gives empty lists."""
+        if split == "test":
+            return self
+        hypotheses, references = self.extra_transcripts.get(split, ([], []))
+        return replace(self, predictions=list(hypotheses), references=list(references), extra_transcripts={})
 
 
 def get_split(splits: Mapping[str, Dataset], name: str, where: str = "splits") -> Dataset:

@@ -168,14 +168,13 @@ def evaluate_speech(
     records = [main]
     for metric in ours.metrics:  # the same two runs, scored on other metrics and extra test splits
         if metric != "wer":
-            split = metric.rsplit("_", 1)[0] if "_" in metric else None
-            n_test = ours.extra_test_sizes.get(split) if split else None
-            # Per-utterance hypotheses are kept for the main test split only: no interval for extra splits.
-            interval = paired_interval(_error_rate("char"), ours, theirs, cfg.seed) if metric == "cer" else None
+            split = metric.rsplit("_", 1)[0] if "_" in metric else "test"
+            scorer = _error_rate("char" if metric.endswith("cer") else "word")
+            interval = paired_interval(scorer, ours.on_split(split), theirs.on_split(split), cfg.seed)
             records.append(
                 make_record(
                     f"ctc_{metric}", metric, ours, theirs, main.wall_time_s,
-                    n_test=n_test, interval=interval, split=split or "test",
+                    n_test=ours.extra_test_sizes.get(split), interval=interval, split=split,
                 )
             )
     write_eval_metrics(Path(out_dir) / "speech.json", records)

@@ -79,6 +79,9 @@ def test_ctc_learns_synthetic_letters(speech_encoder_factory) -> None:
     assert result.metrics["cer"] < 0.2 and result.metrics["wer"] < 0.5
     assert set(result.metrics) == {"wer", "cer", "real_wer", "real_cer"}
     assert set(result.output_ratios) == {"test", "real"} and 0.5 < result.output_ratios["test"] < 1.5
+    real = result.on_split("real")  # the extra split's per-utterance transcripts, for its interval
+    assert len(real.predictions) == len(real.references) == result.extra_test_sizes["real"] == 8
+    assert result.on_split("test") is result and result.on_split("absent").references == []
     assert result.references[0] == result.references[0].lower() and (result.n_train, result.n_test) == (64, 24)
     assert all(torch.equal(a, b) for a, b in zip(extractor_before, encoder.feature_extractor.parameters()))
 
