@@ -10,6 +10,7 @@ from d2v.config import load_params
 from d2v.data.prepare_speech import _asterisk_unlabelled
 from d2v.data.sources.speech import decode_g722
 
+REPO = Path(__file__).resolve().parents[2]
 SPANISH = Path("/usr/share/asterisk/sounds/es_MX_f_Allison")
 PROMPTS = ("vm-changeto", "vm-deleted", "vm-sorry")  # 1.6-2.8 s each, above MIN_SECONDS
 
@@ -26,7 +27,7 @@ def prompt_dir(tmp_path: Path) -> Path:
 
 
 def _config(pretrain_seconds: float, max_seconds: float = 12.0):
-    speech = load_params("params.yaml").data.speech
+    speech = load_params(REPO / "params.yaml").data.speech
     return replace(speech, pretrain_seconds=pretrain_seconds, max_seconds=max_seconds, valid_fraction=0.0)
 
 
