@@ -240,7 +240,7 @@ def ctc_finetune(
     """Fine-tune a copy of `encoder` with CTC on splits["train"]; WER/CER on splits["test"].
 
     Each name in extra_test_splits that exists in `splits` (e.g. the real Asterisk prompts) adds
-    `<name>_wer` and `<name>_cer`.
+    `<name>_wer` and `<name>_cer`, and its per-utterance transcripts (`EvalResult.on_split(name)`).
     """
     train_set = take_subset(get_split(splits, "train", where), cfg.n_train, cfg.seed)
     test_set = take_subset(get_split(splits, "test", where), cfg.n_test, cfg.seed + 1)
