@@ -17,8 +17,7 @@ PROMPTS = ("vm-changeto", "vm-deleted", "vm-sorry")  # 1.6-2.8 s each, above MIN
 
 @pytest.fixture
 def prompt_dir(tmp_path: Path) -> Path:
-    if not SPANISH.is_dir():
-        pytest.skip("asterisk-core-sounds-es-g722 is not installed (make setup installs it)")
+    assert SPANISH.is_dir(), "asterisk-core-sounds-es-g722 is not installed (make setup installs it)"
     lang = tmp_path / "es_MX_f_Allison"
     lang.mkdir()
     for name in PROMPTS:
