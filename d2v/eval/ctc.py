@@ -274,14 +274,12 @@ def ctc_finetune(
     hypotheses, references = transcribe(model, test_set, vocab, collate, where)
     metrics = {"wer": word_error_rate(references, hypotheses), "cer": character_error_rate(references, hypotheses)}
     output_ratios = {"test": output_length_ratio(references, hypotheses)}
-    extra_sizes: dict[str, int] = {}
     extra_transcripts: dict[str, tuple[list[str], list[str]]] = {}
     for name in extra_test_splits:
         if name in named:
             hyp, ref = transcribe(model, named[name], vocab, collate, where)
             metrics[f"{name}_wer"] = word_error_rate(ref, hyp)
             metrics[f"{name}_cer"] = character_error_rate(ref, hyp)
-            extra_sizes[name] = len(ref)
             output_ratios[name] = output_length_ratio(ref, hyp)
             extra_transcripts[name] = (hyp, ref)
     return EvalResult(
@@ -291,7 +289,6 @@ def ctc_finetune(
         predictions=hypotheses,
         references=references,
         train_losses=losses,
-        extra_test_sizes=extra_sizes,
         output_ratios=output_ratios,
         extra_transcripts=extra_transcripts,
     )

@@ -31,11 +31,15 @@ class EvalResult:
     predictions: list[Any] = field(default_factory=list)  # class ids, regression values or strings
     references: list[Any] = field(default_factory=list)  # the matching gold labels / transcripts
     train_losses: list[float] = field(default_factory=list)  # one per update, in order
-    extra_test_sizes: dict[str, int] = field(default_factory=dict)  # split -> examples, for extra test splits
     # speech: split ("test" and each extra split) -> characters emitted / reference characters
     output_ratios: dict[str, float] = field(default_factory=dict)
     # speech: extra test split -> (hypotheses, references), one per utterance, for its interval
     extra_transcripts: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+
+    @property
+    def extra_test_sizes(self) -> dict[str, int]:
+        """Extra test split -> utterances scored on it."""
+        return {split: len(references) for split, (_, references) in self.extra_transcripts.items()}
 
     def on_split(self, split: str) -> EvalResult:
         """This result's per-example outputs on `split` ("test" or an extra test split), as a result
