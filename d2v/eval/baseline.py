@@ -31,6 +31,7 @@ import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,6 +40,8 @@ import torch
 from d2v.core.types import FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.data import EvalResult
+from d2v.eval.progress import run_label
+from d2v.eval.side_by_side import run_side_by_side
 from d2v.eval.significance import PairedTestSet, SubsetScore, paired_bootstrap_interval
 
 LOWER_IS_BETTER = frozenset({"wer", "cer", "loss", "mse"})
@@ -171,23 +174,36 @@ def compare_with_random_init(
     random_init: Callable[[], FeatureEncoder],
     seed: int,
     scorer: Callable[[EvalResult], SubsetScore] | None = None,
+    side_by_side: bool = False,
 ) -> tuple[BaselineRecord, EvalResult, EvalResult]:
     """Run `evaluate` on both encoders from the same seed; return the record and both results.
 
     `random_init` builds the same architecture with fresh weights; it is called under `seed`, so
     the baseline itself is reproducible. `scorer` (a result -> its metric on any subset of its test
-    examples) adds the 95 % interval of delta.
+    examples) adds the 95 % interval of delta. `side_by_side` runs the two evaluations at the same
+    time in two processes (d2v.eval.side_by_side), each on half the threads; the seeding is the same.
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
-    pretrained_result = evaluate(pretrained)
-    torch.manual_seed(seed)
     baseline_encoder = random_init()
-    torch.manual_seed(seed)
-    baseline_result = evaluate(baseline_encoder)
+    runs = [partial(_labelled, "pretrained", evaluate, pretrained), partial(_labelled, "random init", evaluate, baseline_encoder)]
+    if side_by_side:
+        pretrained_result, baseline_result = run_side_by_side(
+            runs, seed, labels=[f"{task} (pretrained)", f"{task} (random init)"]
+        )
+    else:
+        torch.manual_seed(seed)
+        pretrained_result = runs[0]()
+        torch.manual_seed(seed)
+        baseline_result = runs[1]()
     interval = None if scorer is None else paired_interval(scorer, pretrained_result, baseline_result, seed)
     record = make_record(task, metric, pretrained_result, baseline_result, time.perf_counter() - start, interval=interval)
     return record, pretrained_result, baseline_result
+
+
+def _labelled(label: str, evaluate: Callable[[FeatureEncoder], EvalResult], encoder: FeatureEncoder) -> EvalResult:
+    with run_label(label):
+        return evaluate(encoder)
 
 
 def write_atomically(path: str | Path, text: str) -> Path:

@@ -27,6 +27,7 @@ from d2v.errors import D2VError
 from d2v.eval.config import SpeechEvalConfig
 from d2v.eval.data import Collate, EvalResult, get_split, make_bucketed_loader, make_loader, take_subset
 from d2v.eval.metrics import character_error_rate, output_length_ratio, word_error_rate
+from d2v.eval.progress import UpdateLog
 from d2v.eval.schedules import tri_stage
 
 BLANK, WORD_SEPARATOR = "<blank>", "|"
@@ -260,6 +261,7 @@ def ctc_finetune(
     lengths = train_set.lengths() if isinstance(train_set, FrozenFeatureSplit) else utterance_lengths(train_set)
     batches = _endless(make_bucketed_loader(train_set, lengths, cfg.batch_size, seed=cfg.seed, collate=collate))
     losses: list[float] = []
+    log = UpdateLog(where, cfg.steps)
     model.train()
     for step in range(cfg.steps):
         loss = ctc_loss(model, next(batches), vocab, step >= cfg.freeze_encoder_steps, where)
@@ -270,6 +272,7 @@ def ctc_finetune(
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
+        log.update(losses[-1])
 
     hypotheses, references = transcribe(model, test_set, vocab, collate, where)
     metrics = {"wer": word_error_rate(references, hypotheses), "cer": character_error_rate(references, hypotheses)}

@@ -37,6 +37,7 @@ from d2v.eval.data import (
     take_subset,
 )
 from d2v.eval.metrics import accuracy, pearson, spearman, top_k_accuracy
+from d2v.eval.progress import UpdateLog
 from d2v.eval.schedules import warmup_cosine
 
 # A train-time augmentation: (batch, generator) -> batch. Seeded by the caller's generator.
@@ -178,6 +179,7 @@ def finetune(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup_fraction))
     augment_generator = torch.Generator().manual_seed(seed + 2)
     losses: list[float] = []
+    log = UpdateLog(where, total_steps)
     for _ in range(cfg.epochs):
         model.train()
         for batch in loader:
@@ -191,6 +193,7 @@ def finetune(
             optimizer.step()
             schedule.step()
             losses.append(loss.item())
+            log.update(losses[-1])
 
     test_outputs, test_labels = predict(model, test_set, collate)
     metrics, predictions = score(test_outputs, test_labels, regression)

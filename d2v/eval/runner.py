@@ -68,12 +68,13 @@ def evaluate_image(
     out_dir: str | Path,
     class_names: Sequence[str] | None = None,
     collate: Collate | None = None,
+    side_by_side: bool = False,
 ) -> list[BaselineRecord]:
     """Linear probe (the main task) and fine-tuning; confusion matrix of the pretrained probe."""
     common = dict(splits=splits, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed, collate=collate)
     probe, probe_result, _ = compare_with_random_init(
         "linear_probe", "top1", partial(linear_probe, cfg=cfg.linear_probe, **common), pretrained, random_init, cfg.seed,
-        scorer=_top1,
+        scorer=_top1, side_by_side=side_by_side,
     )
     tuned = compare_with_random_init(
         "finetune",
@@ -83,6 +84,7 @@ def evaluate_image(
         random_init,
         cfg.seed,
         scorer=_top1,
+        side_by_side=side_by_side,
     )[0]
     out_dir = Path(out_dir)
     write_confusion_csv(out_dir / "image_confusion.csv", probe_result.references, probe_result.predictions, class_names)
@@ -111,6 +113,7 @@ def evaluate_text(
     cfg: TextEvalConfig,
     out_dir: str | Path,
     collate: Collate | None = None,
+    side_by_side: bool = False,
 ) -> list[BaselineRecord]:
     """Every task in cfg.tasks, then their GLUE-style average (the main record, listed first)."""
     missing = [task for task in cfg.tasks if task not in task_splits]
@@ -122,7 +125,7 @@ def evaluate_text(
         evaluate = partial(glue_task, splits=task_splits[task], task=task, cfg=cfg, collate=collate)
         scorer = _glue_score(task)
         record, ours, theirs = compare_with_random_init(
-            task, "score", evaluate, pretrained, random_init, cfg.seed, scorer=scorer
+            task, "score", evaluate, pretrained, random_init, cfg.seed, scorer=scorer, side_by_side=side_by_side
         )
         records.append(record)
         if glue_task_key(task) not in NOT_AVERAGED:
@@ -159,11 +162,13 @@ def evaluate_speech(
     out_dir: str | Path,
     collate: Collate | None = None,
     extra_test_splits: Sequence[str] = (),
+    side_by_side: bool = False,
 ) -> list[BaselineRecord]:
     """CTC fine-tuning: WER (main) and CER on "test", plus each extra test split that exists."""
     evaluate = partial(ctc_finetune, splits=splits, cfg=cfg, collate=collate, extra_test_splits=extra_test_splits)
     main, ours, theirs = compare_with_random_init(
-        "ctc", "wer", evaluate, pretrained, random_init, cfg.seed, scorer=_error_rate("word")
+        "ctc", "wer", evaluate, pretrained, random_init, cfg.seed, scorer=_error_rate("word"),
+        side_by_side=side_by_side,
     )
     records = [main]
     for metric in ours.metrics:  # the same two runs, scored on other metrics and extra test splits

@@ -45,6 +45,7 @@ def evaluate_modality(
     data_root: Path,
     checkpoint: Path,
     out_dir: Path,
+    side_by_side: bool = False,
 ) -> list[BaselineRecord]:
     pretrained = load_pretrained(modality, choice, data_root, checkpoint)
 
@@ -58,13 +59,15 @@ def evaluate_modality(
         return evaluate_image(
             pretrained, random_init, splits, cfg, out_dir,
             class_names=meta.get("class_names"), collate=ImageCollate(meta["mean"], meta["std"]),
+            side_by_side=side_by_side,
         )
     if modality == "speech":
         assert isinstance(cfg, SpeechEvalConfig)
         splits = {name: SpeechDataset(data_root, split) for name, split in SPEECH_SPLITS.items()}
         splits.update(_optional_speech_splits(data_root))
         records = evaluate_speech(
-            pretrained, random_init, splits, cfg, out_dir, collate=SpeechCollate(crop=False), extra_test_splits=SPEECH_EXTRA_TEST
+            pretrained, random_init, splits, cfg, out_dir, collate=SpeechCollate(crop=False), extra_test_splits=SPEECH_EXTRA_TEST,
+            side_by_side=side_by_side,
         )
     elif modality == "text":
         assert isinstance(cfg, TextEvalConfig)
@@ -72,7 +75,9 @@ def evaluate_modality(
             task: {name: TextTaskDataset(data_root, task, split) for name, split in TEXT_SPLITS.items()}
             for task in cfg.tasks
         }
-        records = evaluate_text(pretrained, random_init, task_splits, cfg, out_dir, collate=TextCollate(cfg.max_len))
+        records = evaluate_text(
+            pretrained, random_init, task_splits, cfg, out_dir, collate=TextCollate(cfg.max_len), side_by_side=side_by_side
+        )
     else:
         raise D2VError(f"unknown modality {modality!r}")
     write_task_table(out_dir / f"{modality}_tasks.csv", records)

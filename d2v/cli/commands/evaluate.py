@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return evaluate_modality(
             modality, getattr(params.model, modality), eval_cfg,
             data_root=Path(params.data.prepared_dir) / modality, checkpoint=checkpoint, out_dir=out_dir,
+            side_by_side=params.evaluate.side_by_side,
         )
 
     if seeds is None:

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import pytest
+import torch
+
+from d2v.errors import D2VError
+from d2v.eval.baseline import compare_with_random_init
+from d2v.eval.config import LinearProbeConfig
+from d2v.eval.data import EvalResult
+from d2v.eval.linear_probe import linear_probe
+from d2v.eval.side_by_side import SideBySideError, run_side_by_side, threads_per_job
+
+from eval_standins import PatchEmbed, StandInEncoder
+
+
+def draw_and_report() -> tuple[float, int, int]:
+    """A job: the first draw from the seeded global RNG, its thread count and its process id."""
+    return torch.rand(()).item(), torch.get_num_threads(), os.getpid()
+
+
+def test_results_in_order_each_seeded_in_its_own_process() -> None:
+    torch.manual_seed(0)
+    expected = torch.rand(()).item()
+    parent_state = torch.get_rng_state()
+    first, second = run_side_by_side([draw_and_report, draw_and_report], seed=0)
+    assert first[0] == second[0] == expected  # both jobs start from the seed, as in-process runs do
+    assert len({first[2], second[2], os.getpid()}) == 3  # two children, neither is this process
+    assert first[1] == second[1] == threads_per_job(2)
+    assert torch.equal(torch.get_rng_state(), parent_state)  # the parent's RNG is not touched
+    assert run_side_by_side([lambda: "a", lambda: [1, 2]], seed=0) == ["a", [1, 2]]
+
+
+def test_threads_are_split_between_jobs() -> None:
+    assert threads_per_job(2, available=2) == 1
+    assert threads_per_job(2, available=16) == 8
+    assert threads_per_job(2, available=1) == 1  # never zero
+    assert threads_per_job(3, available=8) == 2
+
+
+def fail_with_d2v_error() -> None:
+    raise D2VError("text task sentiment: loss became nan at update 3; lower the lr")
+
+
+def test_a_failing_job_raises_its_own_error_here() -> None:
+    with pytest.raises(D2VError, match="loss became nan at update 3"):
+        run_side_by_side([lambda: 1, fail_with_d2v_error], seed=0)
+
+
+def test_a_job_that_dies_is_named_with_its_exit_code() -> None:
+    with pytest.raises(SideBySideError, match=r"ctc \(random init\): its process died without a result \(exit code 3\)"):
+        run_side_by_side([lambda: 1, lambda: os._exit(3)], seed=0, labels=["ctc (pretrained)", "ctc (random init)"])
+
+
+def test_an_unpicklable_result_is_a_clear_error() -> None:
+    with pytest.raises(SideBySideError, match="result could not be pickled"):
+        run_side_by_side([lambda: (lambda: None), lambda: 1], seed=0)
+
+
+def test_side_by_side_comparison_equals_the_sequential_one(image_encoder_factory, image_splits) -> None:
+    """A real linear probe on a stand-in encoder: the same record either way (seeding and data are the same)."""
+    cfg = LinearProbeConfig(epochs=10, lr=0.05, batch_size=0, weight_decay=0.0, n_train=64)
+    evaluate = partial(linear_probe, splits=image_splits, cfg=cfg, pooling="mean", n_test=32, seed=0)
+
+    def fresh() -> StandInEncoder:
+        return StandInEncoder(PatchEmbed(1, 16, 4), dim=16, depth=2)
+
+    records = [
+        compare_with_random_init("linear_probe", "top1", evaluate, image_encoder_factory(5), fresh, seed=3, side_by_side=mode)
+        for mode in (False, True)
+    ]
+    sequential, parallel = (r[0] for r in records)
+    assert (sequential.pretrained, sequential.random_init) == (parallel.pretrained, parallel.random_init)
+    assert records[0][1].predictions == records[1][1].predictions
+    assert records[0][2].predictions == records[1][2].predictions
+
+
+def test_side_by_side_comparison_passes_a_failure_through() -> None:
+    def evaluate(encoder: torch.nn.Module) -> EvalResult:
+        if getattr(encoder, "pretrained", False):
+            return EvalResult({"top1": 0.9}, 10, 5)
+        raise D2VError("image fine-tuning: no 'train' split")
+
+    pretrained = torch.nn.Linear(2, 2)
+    pretrained.pretrained = True
+    with pytest.raises(D2VError, match="no 'train' split"):
+        compare_with_random_init("probe", "top1", evaluate, pretrained, lambda: torch.nn.Linear(2, 2), 0, side_by_side=True)
