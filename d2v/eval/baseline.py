@@ -41,7 +41,7 @@ from d2v.core.types import FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.data import EvalResult
 from d2v.eval.progress import run_label
-from d2v.eval.side_by_side import run_side_by_side
+from d2v.eval.side_by_side import run_side_by_side, worth_running_side_by_side
 from d2v.eval.significance import PairedTestSet, SubsetScore, paired_bootstrap_interval
 
 LOWER_IS_BETTER = frozenset({"wer", "cer", "loss", "mse"})
@@ -181,13 +181,14 @@ def compare_with_random_init(
     `random_init` builds the same architecture with fresh weights; it is called under `seed`, so
     the baseline itself is reproducible. `scorer` (a result -> its metric on any subset of its test
     examples) adds the 95 % interval of delta. `side_by_side` runs the two evaluations at the same
-    time in two processes (d2v.eval.side_by_side), each on half the threads; the seeding is the same.
+    time in two single-threaded processes (d2v.eval.side_by_side) where this process has at most
+    two threads, else in turn; the seeding is the same either way.
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
     baseline_encoder = random_init()
     runs = [partial(_labelled, "pretrained", evaluate, pretrained), partial(_labelled, "random init", evaluate, baseline_encoder)]
-    if side_by_side:
+    if side_by_side and worth_running_side_by_side(len(runs)):
         pretrained_result, baseline_result = run_side_by_side(
             runs, seed, labels=[f"{task} (pretrained)", f"{task} (random init)"]
         )

@@ -121,8 +121,9 @@ class SpeechEvalConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    # Pretrained and random-init runs at the same time in two processes, each on half the threads
-    # (d2v/eval/side_by_side.py): about 1.5x faster on 2 cores; false = one after the other.
+    # Pretrained and random-init runs at the same time in two single-threaded processes where this
+    # process has at most 2 intra-op threads (d2v/eval/side_by_side.py; ~1.25x faster on 2 cores);
+    # with more threads, and with false, one after the other.
     side_by_side: bool
     image: ImageEvalConfig
     text: TextEvalConfig

@@ -2,9 +2,15 @@
 
 The tiny models of the embedded default keep two CPU cores only partly busy: one fine-tuning
 process on 2 threads runs a text update in 0.098 s, two processes on 1 thread each run one update
-each in 0.13 s (measured here), so the pair finishes about 1.5x sooner side by side. Each child gets
-half of the parent's intra-op threads (at least one), runs its job under the seed given and sends
-the result back pickled; the parent's own state (the global RNG included) is untouched.
+each in 0.13 s (measured here), so the pair finishes sooner side by side (1.2-1.4x,
+`benchmarks/bench_side_by_side.py`). Each child runs its job on one intra-op thread under the seed
+given and sends the result back pickled; the parent's own state (the global RNG included) is
+untouched.
+
+One thread per child, and only where the parent has no more threads than there are jobs
+(`worth_running_side_by_side`): a forked child cannot run an OpenMP parallel region once the parent
+has used its thread pool (libgomp's pool does not survive fork; measured here, a 2-thread matmul in
+such a child hangs), and on a machine with more cores one run on all of them is the better use.
 
 Fork, not spawn: the jobs close over datasets, sentencepiece processors and models that need not
 pickle; only their results travel. A child that fails sends its exception back, and the parent
@@ -30,14 +36,15 @@ class SideBySideError(D2VError):
     """A job failed in its child process with an exception that could not be sent back as it was."""
 
 
-def threads_per_job(jobs: int, available: int | None = None) -> int:
-    """Intra-op threads for each of `jobs` concurrent processes sharing `available` threads."""
+def worth_running_side_by_side(jobs: int, available: int | None = None) -> bool:
+    """True when `available` intra-op threads (default: this process's) are no more than `jobs`:
+    then one single-threaded process per job uses the machine better than one run at a time."""
     available = torch.get_num_threads() if available is None else available
-    return max(1, available // jobs)
+    return jobs > 1 and available <= jobs
 
 
-def _child(job: Callable[[], T], seed: int, threads: int, sender: Connection) -> None:
-    torch.set_num_threads(threads)
+def _child(job: Callable[[], T], seed: int, sender: Connection) -> None:
+    torch.set_num_threads(1)  # never an OpenMP parallel region in a forked child (module docstring)
     torch.manual_seed(seed)
     try:
         outcome: tuple[str, object] = ("ok", job())
@@ -53,18 +60,17 @@ def _child(job: Callable[[], T], seed: int, threads: int, sender: Connection) ->
 
 
 def run_side_by_side(jobs: Sequence[Callable[[], T]], seed: int, labels: Sequence[str] | None = None) -> list[T]:
-    """Run every job in its own forked process under `seed`; their results, in order.
+    """Run every job in its own forked, single-threaded process under `seed`; their results, in order.
 
     The first failure stops the other jobs and is re-raised here. `labels` name the jobs in errors.
     """
     labels = list(labels) if labels is not None else [f"job {i}" for i in range(len(jobs))]
     context = mp.get_context("fork")
-    threads = threads_per_job(len(jobs))
     receivers: dict[Connection, int] = {}
     processes = []
     for index, job in enumerate(jobs):
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(job, seed, threads, sender), daemon=True)
+        process = context.Process(target=_child, args=(job, seed, sender), daemon=True)
         process.start()
         sender.close()  # the child holds the only writing end: EOF here means it died
         receivers[receiver] = index

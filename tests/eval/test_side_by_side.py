@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from functools import partial
 
 import pytest
@@ -11,9 +13,18 @@ from d2v.eval.baseline import compare_with_random_init
 from d2v.eval.config import LinearProbeConfig
 from d2v.eval.data import EvalResult
 from d2v.eval.linear_probe import linear_probe
-from d2v.eval.side_by_side import SideBySideError, run_side_by_side, threads_per_job
+from d2v.eval.side_by_side import SideBySideError, run_side_by_side, worth_running_side_by_side
 
 from eval_standins import PatchEmbed, StandInEncoder
+
+
+@pytest.fixture
+def two_threads():
+    """The comparison goes side by side only with at most two threads; make that so on any machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
 
 
 def draw_and_report() -> tuple[float, int, int]:
@@ -28,16 +39,32 @@ def test_results_in_order_each_seeded_in_its_own_process() -> None:
     first, second = run_side_by_side([draw_and_report, draw_and_report], seed=0)
     assert first[0] == second[0] == expected  # both jobs start from the seed, as in-process runs do
     assert len({first[2], second[2], os.getpid()}) == 3  # two children, neither is this process
-    assert first[1] == second[1] == threads_per_job(2)
+    assert first[1] == second[1] == 1  # one thread each
     assert torch.equal(torch.get_rng_state(), parent_state)  # the parent's RNG is not touched
     assert run_side_by_side([lambda: "a", lambda: [1, 2]], seed=0) == ["a", [1, 2]]
 
 
-def test_threads_are_split_between_jobs() -> None:
-    assert threads_per_job(2, available=2) == 1
-    assert threads_per_job(2, available=16) == 8
-    assert threads_per_job(2, available=1) == 1  # never zero
-    assert threads_per_job(3, available=8) == 2
+def test_side_by_side_only_where_the_threads_are_few() -> None:
+    assert worth_running_side_by_side(2, available=1) and worth_running_side_by_side(2, available=2)
+    assert not worth_running_side_by_side(2, available=3)  # one run on all threads instead
+    assert not worth_running_side_by_side(2, available=16)
+    assert not worth_running_side_by_side(1, available=1)
+
+
+def test_children_compute_after_the_parent_used_its_thread_pool() -> None:
+    """libgomp's pool does not survive fork: a child that ran a 2-thread region here hung. The
+    children run single-threaded, so a parallel matmul in the parent first must not matter."""
+    script = (
+        "import torch\n"
+        "from d2v.eval.side_by_side import run_side_by_side\n"
+        "torch.set_num_threads(2)\n"
+        "a = torch.randn(512, 512); (a @ a).sum()\n"
+        "job = lambda: float((torch.randn(512, 512) @ torch.randn(512, 512)).abs().sum() > 0)\n"
+        "print(run_side_by_side([job, job], seed=0))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1.0, 1.0]"
 
 
 def fail_with_d2v_error() -> None:
@@ -59,10 +86,15 @@ def test_an_unpicklable_result_is_a_clear_error() -> None:
         run_side_by_side([lambda: (lambda: None), lambda: 1], seed=0)
 
 
-def test_side_by_side_comparison_equals_the_sequential_one(image_encoder_factory, image_splits) -> None:
+def test_side_by_side_comparison_equals_the_sequential_one(image_encoder_factory, image_splits, two_threads) -> None:
     """A real linear probe on a stand-in encoder: the same record either way (seeding and data are the same)."""
     cfg = LinearProbeConfig(epochs=10, lr=0.05, batch_size=0, weight_decay=0.0, n_train=64)
-    evaluate = partial(linear_probe, splits=image_splits, cfg=cfg, pooling="mean", n_test=32, seed=0)
+    probe = partial(linear_probe, splits=image_splits, cfg=cfg, pooling="mean", n_test=32, seed=0)
+
+    def evaluate(encoder: torch.nn.Module) -> EvalResult:  # the probe, noting which process ran it
+        result = probe(encoder)
+        result.metrics["pid"] = float(os.getpid())
+        return result
 
     def fresh() -> StandInEncoder:
         return StandInEncoder(PatchEmbed(1, 16, 4), dim=16, depth=2)
@@ -75,9 +107,11 @@ def test_side_by_side_comparison_equals_the_sequential_one(image_encoder_factory
     assert (sequential.pretrained, sequential.random_init) == (parallel.pretrained, parallel.random_init)
     assert records[0][1].predictions == records[1][1].predictions
     assert records[0][2].predictions == records[1][2].predictions
+    assert records[0][1].metrics["pid"] == os.getpid()
+    assert os.getpid() != records[1][1].metrics["pid"] != records[1][2].metrics["pid"] != os.getpid()
 
 
-def test_side_by_side_comparison_passes_a_failure_through() -> None:
+def test_side_by_side_comparison_passes_a_failure_through(two_threads) -> None:
     def evaluate(encoder: torch.nn.Module) -> EvalResult:
         if getattr(encoder, "pretrained", False):
             return EvalResult({"top1": 0.9}, 10, 5)
@@ -87,3 +121,18 @@ def test_side_by_side_comparison_passes_a_failure_through() -> None:
     pretrained.pretrained = True
     with pytest.raises(D2VError, match="no 'train' split"):
         compare_with_random_init("probe", "top1", evaluate, pretrained, lambda: torch.nn.Linear(2, 2), 0, side_by_side=True)
+
+
+def test_many_threads_run_in_turn_in_this_process() -> None:
+    def evaluate(encoder: torch.nn.Module) -> EvalResult:
+        return EvalResult({"top1": 0.5, "pid": float(os.getpid())}, 10, 5)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        _, ours, theirs = compare_with_random_init(
+            "probe", "top1", evaluate, torch.nn.Linear(2, 2), lambda: torch.nn.Linear(2, 2), 0, side_by_side=True
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert ours.metrics["pid"] == theirs.metrics["pid"] == os.getpid()
