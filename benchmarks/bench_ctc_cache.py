@@ -35,6 +35,14 @@ def utterances(n: int) -> list[tuple[np.ndarray, str, str]]:
     return [(rng.standard_normal(int(rng.uniform(1.2, 6.0) * 16_000)).astype(np.float32) * 0.1, "a cab", "spk") for _ in range(n)]
 
 
+def ctc_config(steps: int) -> SpeechEvalConfig:
+    """The demo's CTC recipe (frozen feature encoder, tri-stage lr) for `steps` updates of batch 8."""
+    return SpeechEvalConfig(
+        steps=steps, lr=2e-3, batch_size=8, weight_decay=0.0, freeze_feature_encoder=True, freeze_encoder_steps=0,
+        tri_stage=(0.1, 0.4, 0.5), init_lr_scale=0.01, final_lr_scale=0.05, n_train=None, n_test=None, seed=0,
+    )
+
+
 def random_batches(dataset, lengths, batch_size, *, seed, collate=None):  # type: ignore[no-untyped-def]
     return ctc.make_loader(dataset, batch_size, shuffle=True, seed=seed, collate=collate)
 
@@ -42,10 +50,7 @@ def random_batches(dataset, lengths, batch_size, *, seed, collate=None):  # type
 def run(items: list, steps: int, cached: bool, bucketed: bool = True) -> tuple[float, list[float]]:
     torch.manual_seed(0)
     encoder = build_model(model_spec("speech", ModelChoice(2, "tiny"))).student_encoder()
-    cfg = SpeechEvalConfig(
-        steps=steps, lr=2e-3, batch_size=8, weight_decay=0.0, freeze_feature_encoder=True, freeze_encoder_steps=0,
-        tri_stage=(0.1, 0.4, 0.5), init_lr_scale=0.01, final_lr_scale=0.05, n_train=None, n_test=None, seed=0,
-    )
+    cfg = ctc_config(steps)
     original_cache, original_loader = ctc._frozen_feature_splits, ctc.make_bucketed_loader
     if not cached:
         ctc._frozen_feature_splits = lambda *args: None  # type: ignore[assignment]

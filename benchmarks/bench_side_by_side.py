@@ -27,12 +27,15 @@ from d2v.config import ModelChoice
 from d2v.data.datasets import SpeechCollate, TextCollate
 from d2v.data.io import write_json
 from d2v.eval.baseline import compare_with_random_init
-from d2v.eval.config import FinetuneConfig, SpeechEvalConfig
+from d2v.eval.config import FinetuneConfig
 from d2v.eval.ctc import ctc_finetune
 from d2v.eval.data import EvalResult
 from d2v.eval.finetune import finetune
 from d2v.eval.side_by_side import worth_running_side_by_side
 from d2v.models import build_model, model_spec
+
+# The CTC fixtures and recipe of the CTC-speed benchmark beside this script (its folder is on sys.path).
+from bench_ctc_cache import ctc_config, utterances
 
 RESULTS = Path(__file__).resolve().parent / "results" / "side_by_side.json"
 
@@ -41,11 +44,6 @@ def text_examples(n: int) -> list[tuple[list[int], None, int]]:
     """Single sentences of 8-40 sentencepiece ids (the embedded tasks' range), three classes."""
     rng = np.random.default_rng(0)
     return [(rng.integers(5, 8000, int(rng.integers(8, 40))).tolist(), None, int(rng.integers(0, 3))) for _ in range(n)]
-
-
-def utterances(n: int) -> list[tuple[np.ndarray, str, str]]:
-    rng = np.random.default_rng(0)
-    return [(rng.standard_normal(int(rng.uniform(1.2, 6.0) * 16_000)).astype(np.float32) * 0.1, "a cab", "spk") for _ in range(n)]
 
 
 def encoder_factory(modality: str, overrides: dict) -> Callable[[], torch.nn.Module]:
@@ -76,12 +74,9 @@ def main() -> None:
                               label_smoothing=0.0, warmup_fraction=0.06, n_train=None)
     text = partial(finetune, splits={"train": examples, "test": examples[:256]}, cfg=text_cfg, pooling="mean",
                    n_test=None, seed=0, collate=TextCollate(64))
-    speech_cfg = SpeechEvalConfig(
-        steps=args.ctc_steps, lr=2e-3, batch_size=8, weight_decay=0.0, freeze_feature_encoder=True, freeze_encoder_steps=0,
-        tri_stage=(0.1, 0.4, 0.5), init_lr_scale=0.01, final_lr_scale=0.05, n_train=None, n_test=None, seed=0,
-    )
     items = utterances(128)
-    speech = partial(ctc_finetune, splits={"train": items, "test": items[:16]}, cfg=speech_cfg, collate=SpeechCollate())
+    speech = partial(ctc_finetune, splits={"train": items, "test": items[:16]}, cfg=ctc_config(args.ctc_steps),
+                     collate=SpeechCollate())
     cases = [
         (f"text fine-tuning, {args.text_examples} examples x 1 epoch", text, encoder_factory("text", {}), "top1"),
         (f"CTC, {args.ctc_steps} updates (log-mel front end)", speech,
