@@ -1,7 +1,9 @@
 """Frozen specifications of a data2vec model: one dataclass per component.
 
 A `Data2VecSpec` fully describes a model (front end, Transformer, masking, targets, loss, EMA,
-decoder). Presets in `d2v/models.py` build them; `params.yaml` overrides any field by name.
+decoder). `d2v/models.py` resolves one from the released configuration, a size preset, the prepared
+data's shape and `params.yaml` overrides; `d2v model show <modality>` prints the result. Every spec
+is keyword-only: a field is always named where a spec is written.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Literal
 Modality = Literal["image", "speech", "text"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EncoderSpec:
     """Transformer encoder. pre-LN (`norm_first`, ViT/BEiT) or post-LN (wav2vec 2.0, RoBERTa)."""
 
@@ -33,7 +35,7 @@ class EncoderSpec:
     alibi: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class MaskSpec:
     """Where the student is masked. True = masked everywhere in d2v.
 
@@ -57,7 +59,7 @@ class MaskSpec:
     bert_keep: float = 0.1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TargetSpec:
     """Teacher targets: average of the top-K block outputs, each normalised without parameters."""
 
@@ -67,7 +69,7 @@ class TargetSpec:
     source: Literal["ffn", "block"] = "ffn"  # FFN output before the last residual, or block output
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class LossSpec:
     """Regression loss at masked positions: per position, reduce over channels, scale, then mean."""
 
@@ -78,7 +80,7 @@ class LossSpec:
     cls_weight: float = 0.0  # v2 images: CLS output regresses the mean target
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EmaSpec:
     """Teacher decay tau: tau0 -> tau_end linearly over anneal_steps updates, then constant."""
 
@@ -91,7 +93,7 @@ class EmaSpec:
     share_local_features: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CollapseSpec:
     """Abort when the (per-channel std averaged) target or prediction spread falls below a floor."""
 
@@ -100,7 +102,7 @@ class CollapseSpec:
     min_pred_var: float = 0.01
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DecoderSpec:
     """data2vec 2.0 convolutional decoder (1-D for sequences, 2-D for image grids)."""
 
@@ -112,14 +114,14 @@ class DecoderSpec:
     projection_layers: int = 1  # 2 = Linear-GELU-Linear (text v2)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ImageFrontSpec:
     image_size: int
     patch_size: int
     in_chans: int = 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class SpeechFrontSpec:
     # (channels, kernel, stride) per layer; the wav2vec 2.0 stack maps 16 kHz to 50 Hz frames.
     conv_layers: tuple[tuple[int, int, int], ...]
@@ -137,13 +139,13 @@ class SpeechFrontSpec:
     feature_extractor: Literal["cnn", "log_mel"] = "cnn"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TextFrontSpec:
     vocab_size: int
     max_positions: int = 512
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Data2VecSpec:
     modality: Modality
     version: Literal[1, 2]

@@ -21,7 +21,7 @@ from d2v.core.data2vec import Data2Vec
 from d2v.core.types import PAD_ID
 from d2v.data.datasets import ImageCollate, ImageDataset, SpeechDataset, TextBlockDataset
 from d2v.errors import D2VError
-from d2v.models import build_model, model_spec
+from d2v.models import DataShape, build_model, model_spec
 from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
 from d2v.train.config import TrainConfig
 from d2v.train.distributed import init_distributed
@@ -37,9 +37,8 @@ class PretrainData:
 
 
 def build_pretraining_model(modality: str, choice: ModelChoice, data_root: Path) -> Data2Vec:
-    """The preset's model; text takes its vocabulary size from the prepared tokenizer."""
-    vocab_size = text_vocab_size(data_root) if modality == "text" else None
-    return build_model(model_spec(modality, choice, vocab_size=vocab_size))
+    """The model `d2v model show` describes: the resolved spec for the prepared data's shape."""
+    return build_model(model_spec(modality, choice, prepared_shape(modality, data_root)))
 
 
 def prepared_meta(data_root: Path) -> dict[str, Any]:
@@ -50,11 +49,15 @@ def prepared_meta(data_root: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def text_vocab_size(data_root: Path) -> int:
-    meta = prepared_meta(data_root)
-    if "vocab_size" not in meta:
-        raise D2VError(f"{data_root / 'meta.json'}: no 'vocab_size' key")
-    return int(meta["vocab_size"])
+def prepared_shape(modality: str, data_root: Path) -> DataShape:
+    """Image size and channels, or the text vocabulary, of the prepared data (its meta.json)."""
+    path = data_root / "meta.json"
+    shape = DataShape.from_meta(prepared_meta(data_root), source=str(path))
+    if modality == "text" and shape.vocab_size is None:
+        raise D2VError(f"{path}: no 'vocab_size' key (run the tokenize stage)")
+    if modality == "image" and (shape.image_size is None or shape.channels is None):
+        raise D2VError(f"{path}: expected 'height', 'width' and 'channels' keys (run the prepare stage)")
+    return shape
 
 
 def pretraining_data(modality: str, data_root: Path, model: Data2Vec, max_speech_seconds: float) -> PretrainData:
@@ -75,7 +78,7 @@ def _image_data(data_root: Path, model: Data2Vec) -> PretrainData:
     if int(meta["channels"]) != model.spec.image.in_chans:
         raise D2VError(
             f"{data_root / 'meta.json'}: images have {meta['channels']} channels but model.image expects "
-            f"{model.spec.image.in_chans} (set model.image.overrides.image.in_chans)"
+            f"{model.spec.image.in_chans} (model.image.overrides.image.in_chans overrides the data's channels: remove it)"
         )
     # data2vec 2.0 / MAE augmentation: one random resized crop + flip, seen by student and teacher.
     augment = v2.Compose(

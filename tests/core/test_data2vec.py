@@ -13,45 +13,7 @@ from d2v.core.ema import ema_decay
 from d2v.errors import D2VError
 from d2v.models import build_model, model_spec, registered_presets
 
-# Shrinks any preset to a few thousand parameters while keeping its structure (norm placement,
-# masking kind, targets, loss, decoder type).
-TINY_WIDTH: dict[str, Any] = {
-    "encoder": {"dim": 32, "depth": 2, "heads": 2, "layer_drop": 0.0},
-    "target": {"top_k": 2},
-    "clone_batch": 2,
-}
-FRONT_OVERRIDES: dict[str, dict[str, Any]] = {
-    "image": {"image": {"image_size": 16, "patch_size": 4}, "mask": {"min_block": 2}},
-    "speech": {"speech": {"conv_layers": [[16, k, s] for k, s in ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))],
-                          "conv_pos_depth": 1, "conv_pos_groups": 4}},
-    "text": {"text": {"vocab_size": 64, "max_positions": 32}},
-}
-
-
-def tiny_model(modality: str, version: int, preset: str) -> Data2Vec:
-    overrides = {**TINY_WIDTH, **FRONT_OVERRIDES[modality]}
-    if version == 2:
-        overrides["decoder"] = {"dim": 16, "groups": 4 if modality != "text" else 1}
-    torch.manual_seed(0)
-    return build_model(model_spec(modality, ModelChoice(version=version, preset=preset, overrides=overrides)))
-
-
-def tiny_batch(modality: str, spec_in_chans: int = 1) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(1)
-    if modality == "image":
-        return {"image": torch.randn(3, spec_in_chans, 16, 16, generator=g)}
-    if modality == "speech":
-        lengths = torch.tensor([[8000], [6400]])
-        return {"waveform": torch.randn(2, 8000, generator=g), "padding_mask": torch.arange(8000)[None] >= lengths}
-    tokens = torch.randint(5, 64, (3, 20), generator=g)
-    tokens[2, 15:] = 0  # padding
-    return {"tokens": tokens, "padding_mask": tokens == 0}
-
-
-def batch_for(model: Data2Vec) -> dict[str, torch.Tensor]:
-    chans = model.spec.image.in_chans if model.spec.image else 1
-    return tiny_batch(model.spec.modality, chans)
-
+from tiny_models import FRONT_OVERRIDES, TINY_WIDTH, batch_for, tiny_batch, tiny_model
 
 @pytest.mark.parametrize(("modality", "version", "preset"), registered_presets())
 def test_every_student_parameter_gets_a_gradient_and_no_teacher_parameter(modality: str, version: int, preset: str) -> None:
@@ -124,7 +86,7 @@ def test_same_seed_same_loss_different_seed_different_loss() -> None:
 
 def test_collapse_guard_raises_after_warmup_in_training_only() -> None:
     model = tiny_model("text", 1, "tiny")
-    model.spec = model.spec.__class__(**{**model.spec.__dict__, "collapse": model.spec.collapse.__class__(0, 1e9, 0.0)})
+    model.spec = model.spec.__class__(**{**model.spec.__dict__, "collapse": model.spec.collapse.__class__(warmup_steps=0, min_target_var=1e9, min_pred_var=0.0)})
     model.eval()
     model(batch_for(model))  # evaluation never aborts
     model.train()

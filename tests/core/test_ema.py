@@ -18,7 +18,7 @@ def test_tau_schedule_golden(step: int, tau: float) -> None:
 
 
 def test_constant_schedule_when_no_annealing() -> None:
-    assert ema_decay(0, EmaSpec(0.9998, 0.9998, 0)) == 0.9998
+    assert ema_decay(0, EmaSpec(tau0=0.9998, tau_end=0.9998, anneal_steps=0)) == 0.9998
 
 
 def test_teacher_moves_by_the_scheduled_amount_and_never_requires_grad() -> None:

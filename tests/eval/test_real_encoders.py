@@ -11,7 +11,7 @@ from d2v.eval.config import FinetuneConfig, LinearProbeConfig, SpeechEvalConfig
 from d2v.eval.ctc import ctc_finetune
 from d2v.eval.finetune import encoder_layer_ids, finetune
 from d2v.eval.linear_probe import linear_probe
-from d2v.models import build_model, model_spec
+from d2v.models import DataShape, build_model, model_spec
 
 from eval_standins import DictDataset
 
@@ -21,9 +21,9 @@ FT = FinetuneConfig(
 )
 
 
-def student(modality: str, **kwargs):
+def student(modality: str, data: DataShape | None = None):
     torch.manual_seed(0)
-    return build_model(model_spec(modality, ModelChoice(2, "tiny"), **kwargs)).student_encoder()
+    return build_model(model_spec(modality, ModelChoice(2, "tiny"), data)).student_encoder()
 
 
 def test_image_student_probe_and_finetune() -> None:
@@ -41,7 +41,7 @@ def test_image_student_probe_and_finetune() -> None:
 
 
 def test_text_student_regression() -> None:
-    encoder = student("text", vocab_size=64)
+    encoder = student("text", DataShape(vocab_size=64))
     tokens = torch.randint(5, 64, (16, 12))
     data = DictDataset(tokens=tokens, padding_mask=torch.zeros(16, 12, dtype=torch.bool), label=torch.rand(16))
     result = finetune(encoder, {"train": data, "test": data}, FT, pooling="mean", n_test=None, seed=0)

@@ -7,7 +7,7 @@ import torch
 
 from d2v.config import ModelChoice
 from d2v.errors import ConfigError, D2VError
-from d2v.models import build_model, model_spec
+from d2v.models import DataShape, build_model, model_spec
 
 
 def student(feature_grad_mult: float = 1.0):
@@ -54,7 +54,7 @@ def test_precomputed_conv_features_give_the_same_encoder_output() -> None:
 
 def test_other_modalities_have_no_precomputed_features() -> None:
     torch.manual_seed(0)
-    text = build_model(model_spec("text", ModelChoice(2, "tiny"), vocab_size=64)).student_encoder()
+    text = build_model(model_spec("text", ModelChoice(2, "tiny"), DataShape(vocab_size=64))).student_encoder()
     assert text.frozen_features({"tokens": torch.ones(1, 4, dtype=torch.long)}) is None
 
 

@@ -1,0 +1,30 @@
+"""data2vec models: the released configurations, size presets, spec resolution and the builder.
+
+`resolve_spec(modality, ModelChoice(...), DataShape(...))` gives the exact spec pretraining builds
+(`d2v model show <modality>` prints it); `build_model(spec)` builds it.
+"""
+
+from __future__ import annotations
+
+from d2v.models.build import build_frontend, build_model
+from d2v.models.presets import PRESETS, preset_changes
+from d2v.models.released import released_spec
+from d2v.models.resolve import DataShape, ResolvedSpec, model_spec, resolve_spec
+
+__all__ = [
+    "PRESETS",
+    "DataShape",
+    "ResolvedSpec",
+    "build_frontend",
+    "build_model",
+    "model_spec",
+    "preset_changes",
+    "registered_presets",
+    "released_spec",
+    "resolve_spec",
+]
+
+
+def registered_presets() -> list[tuple[str, int, str]]:
+    """Every (modality, version, preset) d2v can build."""
+    return [(m, v, p) for m in ("image", "speech", "text") for v in (1, 2) for p in PRESETS]
