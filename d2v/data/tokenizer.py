@@ -29,19 +29,24 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<i4")
 
 
-def train_tokenizer(corpus: Path, model_prefix: Path, vocab_size: int, sentences: int, seed: int) -> None:
-    """Train on a seeded sample of corpus lines (we sample, not sentencepiece, to stay deterministic)."""
+def train_tokenizer(corpus: Path, model_path: Path, vocab_size: int, sentences: int, seed: int) -> None:
+    """Train on a seeded sample of corpus lines (we sample, not sentencepiece, to stay deterministic).
+
+    Sentences go in as an iterator and the model comes back as bytes: given file paths, sentencepiece
+    records them in the model, and the staging directory's random name made every run's spm.model
+    (and so the DVC hash of data/prepared/text) differ."""
+    import io
+
     import sentencepiece as spm
 
     lines = corpus.read_text(encoding="utf-8").splitlines()
     if sentences and sentences < len(lines):
         keep = np.sort(np.random.default_rng(seed).choice(len(lines), sentences, replace=False))
         lines = [lines[i] for i in keep]
-    sample = model_prefix.with_name("tokenizer-input.txt")
-    sample.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            input=str(sample), model_prefix=str(model_prefix), vocab_size=vocab_size,
+            sentence_iterator=iter(lines), model_writer=model, vocab_size=vocab_size,
             model_type="unigram", byte_fallback=True, character_coverage=0.9995,
             pad_id=PAD_ID, unk_id=UNK_ID, bos_id=BOS_ID, eos_id=EOS_ID,
             user_defined_symbols=[MASK_PIECE], shuffle_input_sentence=False,
@@ -49,8 +54,7 @@ def train_tokenizer(corpus: Path, model_prefix: Path, vocab_size: int, sentences
         )  # fmt: skip
     except RuntimeError as exc:
         raise D2VError(f"{corpus}: sentencepiece training failed: {exc}") from exc
-    finally:
-        sample.unlink()
+    model_path.write_bytes(model.getvalue())
 
 
 def load_tokenizer(root: str | Path):
@@ -84,8 +88,11 @@ def encode_corpus(sp, corpus: Path, out_dir: Path, split: str, dtype: np.dtype) 
 def tokenize(interim_dir: str | Path, out_dir: str | Path, vocab_size: int, sentences: int, seed: int) -> dict:
     interim_dir = Path(interim_dir)
     with atomic_dir(out_dir) as staging:
-        train_tokenizer(interim_dir / "corpus-train.txt", staging / "spm", vocab_size, sentences, seed)
+        train_tokenizer(interim_dir / "corpus-train.txt", staging / "spm.model", vocab_size, sentences, seed)
         sp = load_tokenizer(staging)
+        # The human-readable piece list sentencepiece writes beside a model trained from a file.
+        pieces = (f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}" for i in range(sp.get_piece_size()))
+        (staging / "spm.vocab").write_text("\n".join(pieces) + "\n", encoding="utf-8")
         dtype = token_dtype(sp.get_piece_size())
         n_tokens = {s: encode_corpus(sp, interim_dir / f"corpus-{s}.txt", staging, s, dtype) for s in ("train", "valid")}
         shutil.copytree(interim_dir / "tasks", staging / "tasks")

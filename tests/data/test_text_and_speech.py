@@ -17,7 +17,7 @@ WORDS = "the quick brown fox jumps over a lazy dog while seven bright stars shin
 
 
 @pytest.fixture(scope="module")
-def text_root(tmp_path_factory) -> Path:
+def text_interim(tmp_path_factory) -> Path:
     interim = tmp_path_factory.mktemp("interim")
     rng = np.random.default_rng(0)
     lines = [" ".join(rng.choice(WORDS, 8)) for _ in range(300)]
@@ -27,8 +27,13 @@ def text_root(tmp_path_factory) -> Path:
     (interim / "tasks" / "pairs.csv").write_text("id,split,text_a,text_b,label\n1,test,a fox,the dog,1\n")
     tasks = {"pairs": {"num_classes": 2, "pair": True, "label_names": ["no", "yes"]}}
     (interim / "meta.json").write_text(json.dumps({"tasks": tasks, "source": "test"}))
+    return interim
+
+
+@pytest.fixture(scope="module")
+def text_root(text_interim, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("prepared") / "text"
-    tokenize(interim, out, 400, 0, 0)  # byte fallback alone takes 256 ids
+    tokenize(text_interim, out, 400, 0, 0)  # byte fallback alone takes 256 ids
     return out
 
 
@@ -36,6 +41,14 @@ def test_tokenizer_has_fixed_special_ids(text_root):
     sp = load_tokenizer(text_root)
     assert (sp.pad_id(), sp.unk_id(), sp.bos_id(), sp.eos_id(), sp.piece_to_id("<mask>")) == (0, 1, 2, 3, MASK_ID)
     assert sp.decode(sp.encode("quick brown fox")) == "quick brown fox"
+
+
+def test_tokenize_twice_gives_identical_files(text_interim, text_root, tmp_path):
+    # The staging directory has a random name: none of it may reach the files (DVC hashes them).
+    again = tmp_path / "text"
+    tokenize(text_interim, again, 400, 0, 0)
+    for name in ("spm.model", "spm.vocab", "tokens-train.bin", "meta.json"):
+        assert (again / name).read_bytes() == (text_root / name).read_bytes(), name
 
 
 def test_text_blocks_and_pair_collate(text_root):
