@@ -135,7 +135,7 @@ class SpeechFrontSpec:
     # "cnn": the wav2vec 2.0 waveform CNN above (data2vec's choice). "log_mel": log-mel energies on the
     # same frame grid (window = the CNN's receptive field, hop = its total stride, bands = its output
     # channels) and no parameters; a CPU-scale alternative, since a CNN needs far more updates than a
-    # demo has to learn spectral filters (README, "What the diagnosis found").
+    # demo has to learn spectral filters (docs/research/speech-diagnosis.md).
     feature_extractor: Literal["cnn", "log_mel"] = "cnn"
 
 

@@ -7,7 +7,7 @@ stage's `cmd` itself, without torchrun). Returns metrics/pretrain/<modality>.jso
 
 Warm start: `init_checkpoint` is handed to the stage as the environment variable
 D2V_INIT_CHECKPOINT (a checkpoint.pt path); the pretrain stage initialises the model weights from it
-and starts a fresh optimiser and schedule (see README, Orchestration with Prefect).
+and starts a fresh optimiser and schedule (see docs/orchestration.md, "Prefect flows").
 """
 
 from __future__ import annotations
