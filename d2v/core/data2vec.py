@@ -7,7 +7,8 @@ One forward = one pretraining step's loss:
   4. the student predicts the targets at masked positions:
      v1: masked positions replaced, full sequence through the encoder, a regression head
      v2: only kept tokens through the encoder, a conv decoder fills the rest (noise) and predicts
-  5. regression loss at masked positions (+ the v2 image CLS loss); a collapse guard watches spreads
+  5. regression loss at masked positions (+ the v2 image CLS loss); a collapse guard watches spreads,
+     and the logs carry health statistics (relative loss, effective ranks; d2v.core.health)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from torch import Tensor, nn
 from d2v.core.decoder import ConvDecoder
 from d2v.core.ema import EmaTeacher
 from d2v.core.encoder import TransformerEncoder
+from d2v.core.health import effective_rank, relative_loss
 from d2v.core.loss import channel_spread, regression_loss
 from d2v.core.masking import equalize_kept, make_mask
 from d2v.core.spec import Data2VecSpec
@@ -52,7 +54,8 @@ class Data2Vec(nn.Module):
         else:
             assert spec.decoder is not None
             self.decoder = ConvDecoder(spec.decoder, dim, dim, two_d=spec.modality == "image")
-            self.cls_head = nn.Linear(dim, dim) if spec.loss.cls_weight > 0 else None
+        if spec.loss.cls_weight > 0 and (spec.version != 2 or not frontend.num_extra_tokens):
+            raise D2VError(f"loss.cls_weight needs data2vec 2.0 and a CLS token ({spec.modality} v{spec.version} has none)")
         self.teacher = EmaTeacher(self._ema_source(), spec.ema)
 
     # ---------------------------------------------------------------------------------- training
@@ -69,8 +72,10 @@ class Data2Vec(nn.Module):
             pred, cls_out = self._student_v2(features, mask)
         loss = regression_loss(pred[mask], targets[mask], self.spec.loss).mean()
         if cls_out is not None:
+            # fairseq weights this term by cls_loss x sample_size before the whole loss is divided by
+            # sample_size: relative to the main loss (a mean over masked tokens) it is a SUM over rows.
             cls_target = _mean_over_valid(targets, features.padding_mask)  # (B*M, D)
-            loss = loss + self.spec.loss.cls_weight * regression_loss(cls_out, cls_target, self.spec.loss).mean()
+            loss = loss + self.spec.loss.cls_weight * regression_loss(cls_out, cls_target, self.spec.loss).sum()
         logs = self._logs(loss, pred[mask], targets[mask], mask, features.padding_mask)
         self._guard_against_collapse(logs)
         return Data2VecOutput(loss=loss, logs=logs)
@@ -83,16 +88,19 @@ class Data2Vec(nn.Module):
     @torch.no_grad()
     def teacher_targets(self, batch: Batch, features: Features) -> Tensor:
         parts = self.teacher.module
-        if "frontend" in parts and not self.spec.ema.share_local_features:  # v2 images: own EMA patch embedding
-            features = parts["frontend"].local_features(batch)
-            x = parts["frontend"].add_positions(features)
+        # The teacher's own EMA front end where it has one (v2 images: patch embedding, CLS token,
+        # positions; v2 speech: the positional encoder), else the student's, which is shared.
+        frontend = parts["frontend"] if "frontend" in parts else self.frontend
+        if "frontend" in parts and not self.spec.ema.share_local_features:
+            features = frontend.local_features(batch)
+            x = frontend.add_positions(features)
         else:
-            # The student's local features, unmasked and without gradients, through positions that are
-            # the teacher's EMA ones (v2 speech's positional encoder) or shared with the student.
-            positions = parts["frontend"] if "frontend" in parts else self.frontend
-            x = positions.add_positions(Features(features.x.detach(), features.padding_mask, features.grid))
-        x, padding = self._prepend_extra_tokens(x, features.padding_mask)
-        _, layers = parts["encoder"](x, padding, collect=self.spec.target.source)
+            # The student's local features, unmasked and without gradients.
+            x = frontend.add_positions(Features(features.x.detach(), features.padding_mask, features.grid))
+        x, padding = _prepend(frontend, x, features.padding_mask)
+        _, layers = parts["encoder"](
+            x, padding, collect=self.spec.target.source, attn_bias=frontend.attention_bias(features)
+        )
         extra = self.frontend.num_extra_tokens
         return average_top_k([layer[:, extra:] for layer in layers], self.spec.target, features.padding_mask)
 
@@ -108,7 +116,7 @@ class Data2Vec(nn.Module):
     ) -> tuple[Tensor, Tensor | None]:
         masked = self.frontend.mask_input(features, mask, batch, generator)
         x, padding = self._prepend_extra_tokens(self.frontend.add_positions(masked), features.padding_mask)
-        out, _ = self.encoder(x, padding)
+        out, _ = self.encoder(x, padding, attn_bias=self.frontend.attention_bias(features))
         return self.head(out[:, self.frontend.num_extra_tokens :]), None  # (B, T, D)
 
     def _student_v2(self, features: Features, mask: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -123,10 +131,10 @@ class Data2Vec(nn.Module):
         out, _ = self.encoder(kept, None, positions=keep_ids)
         extra = self.frontend.num_extra_tokens
         # Decoder input: encoder outputs where kept, small Gaussian noise where masked.
-        noise = torch.randn_like(x) * self.spec.mask_noise_std
-        decoder_in = noise.scatter(1, index, out[:, extra:].to(noise.dtype))
+        decoder_in = self.decoder.decoder_input(out[:, extra:].to(x.dtype), keep_ids, x.shape[1], self.spec.mask_noise_std)
         pred = self.decoder(decoder_in, features.grid)  # (B, T, D)
-        cls_out = self.cls_head(out[:, 0]) if self.cls_head is not None and extra else None
+        # fairseq regresses the CLS token's encoder output itself, without a head.
+        cls_out = out[:, 0] if self.spec.loss.cls_weight > 0 else None
         return pred, cls_out
 
     # ------------------------------------------------------------------------------- downstream
@@ -149,10 +157,14 @@ class Data2Vec(nn.Module):
 
     def _logs(self, loss: Tensor, pred: Tensor, target: Tensor, mask: Tensor, padding: Tensor | None) -> dict[str, float]:
         valid = mask.numel() if padding is None else int((~padding).sum())
+        pred, target = pred.detach(), target.detach()
         return {
             "loss": float(loss.detach()),
-            "target_var": float(channel_spread(target.detach())),
-            "pred_var": float(channel_spread(pred.detach())),
+            "target_var": float(channel_spread(target)),
+            "pred_var": float(channel_spread(pred)),
+            "rel_loss": float(relative_loss(pred, target)),
+            "target_rank": float(effective_rank(target)),
+            "pred_rank": float(effective_rank(pred)),
             "tau": self.teacher.tau,
             "masked_fraction": float(mask.sum()) / max(valid, 1),
         }
@@ -194,7 +206,7 @@ class StudentEncoder(nn.Module):
     def forward(self, batch: Batch) -> EncoderOutput:
         features = self.frontend.local_features(batch)
         x, padding = _prepend(self.frontend, self.frontend.add_positions(features), features.padding_mask)
-        out, _ = self.encoder(x, padding)
+        out, _ = self.encoder(x, padding, attn_bias=self.frontend.attention_bias(features))
         extra = self.frontend.num_extra_tokens
         return EncoderOutput(out[:, extra:], features.padding_mask, out[:, 0] if extra else None)
 

@@ -2,12 +2,15 @@
 
 The student encoder only sees kept tokens; the decoder receives the full-length sequence with the
 encoder outputs at kept positions and Gaussian noise at masked ones, and predicts the teacher
-targets everywhere (the loss reads masked positions only). Blocks are grouped conv -> LayerNorm
-without parameters -> GELU, with residual connections between blocks, then a linear projection.
+targets everywhere (the loss reads masked positions only). Dropout on the input, then blocks of
+grouped conv -> LayerNorm without parameters -> GELU; every block adds its input where the widths
+match (the first block: the decoder input itself, when the decoder is as wide as the encoder); then
+a linear projection (or Linear -> GELU -> Linear, widened by `projection_ratio`).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -26,13 +29,16 @@ class _ConvBlock(nn.Module):
         return F.gelu(y)
 
 
-def _projection(dim: int, out_dim: int, layers: int) -> nn.Module:
+def _projection(dim: int, out_dim: int, layers: int, ratio: float) -> nn.Module:
     if layers == 1:
         return nn.Linear(dim, out_dim)
     parts: list[nn.Module] = []
-    for _ in range(layers - 1):
-        parts += [nn.Linear(dim, dim), nn.GELU()]
-    return nn.Sequential(*parts, nn.Linear(dim, out_dim))
+    width = dim
+    for i in range(layers - 1):
+        hidden = int(width * ratio) if i == 0 else width  # only the first hidden layer widens
+        parts += [nn.Linear(width, hidden), nn.GELU()]
+        width = hidden
+    return nn.Sequential(*parts, nn.Linear(width, out_dim))
 
 
 class ConvDecoder(nn.Module):
@@ -52,7 +58,16 @@ class ConvDecoder(nn.Module):
             )
             for i in range(spec.layers)
         )
-        self.proj = _projection(spec.dim, out_dim, spec.projection_layers)
+        self.input_dropout = nn.Dropout(spec.input_dropout)
+        self.proj = _projection(spec.dim, out_dim, spec.projection_layers, spec.projection_ratio)
+
+    def decoder_input(self, kept: Tensor, keep_ids: Tensor, length: int, noise_std: float) -> Tensor:
+        """The encoder's outputs at kept positions (after input dropout, as fairseq's decoder_input)
+        and Gaussian noise at masked ones: kept (B, K, D), keep_ids (B, K) -> (B, length, D)."""
+        kept = self.input_dropout(kept)
+        b, _, d = kept.shape
+        noise = torch.randn(b, length, d, dtype=kept.dtype, device=kept.device) * noise_std  # (B, T, D)
+        return noise.scatter(1, keep_ids.unsqueeze(-1).expand(-1, -1, d), kept)
 
     def forward(self, x: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
         b, t, d = x.shape
@@ -62,11 +77,8 @@ class ConvDecoder(nn.Module):
             y = x.transpose(1, 2).reshape(b, d, *grid)  # (B, D, H, W)
         else:
             y = x.transpose(1, 2)  # (B, D, T)
-        residual = None
         for block in self.blocks:
             out = block(y)
-            if self.residual and residual is not None and residual.shape == out.shape:
-                out = out + residual
-            residual = y = out
+            y = out + y if self.residual and y.shape == out.shape else out
         y = y.flatten(2).transpose(1, 2)  # (B, T, D_dec)
         return self.proj(y)

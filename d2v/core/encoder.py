@@ -62,8 +62,8 @@ class Block(nn.Module):
         self.attn = SelfAttention(spec.dim, spec.heads, spec.attn_dropout)
         self.fc1 = nn.Linear(spec.dim, hidden)
         self.fc2 = nn.Linear(hidden, spec.dim)
-        self.norm1 = nn.LayerNorm(spec.dim)
-        self.norm2 = nn.LayerNorm(spec.dim)
+        self.norm1 = nn.LayerNorm(spec.dim, eps=spec.norm_eps)
+        self.norm2 = nn.LayerNorm(spec.dim, eps=spec.norm_eps)
         self.dropout = nn.Dropout(spec.dropout)
         self.act_dropout = nn.Dropout(spec.activation_dropout)
         self.drop_path = DropPath(drop_path)
@@ -104,9 +104,15 @@ class TransformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(spec, rate) for rate in rates)
         # post-LN stacks normalise their input (RoBERTa's layernorm_embedding, wav2vec 2.0's
         # encoder.layer_norm); pre-LN stacks normalise their output instead.
-        self.input_norm = nn.LayerNorm(spec.dim) if not spec.norm_first else nn.Identity()
-        self.final_norm = nn.LayerNorm(spec.dim) if spec.norm_first else nn.Identity()
+        self.input_norm = nn.LayerNorm(spec.dim, eps=spec.norm_eps) if not spec.norm_first else nn.Identity()
+        self.final_norm = nn.LayerNorm(spec.dim, eps=spec.norm_eps) if spec.norm_first else nn.Identity()
         self.input_dropout = nn.Dropout(spec.dropout)
+        # One ALiBi scale per head shared by all blocks, learned (fairseq learned_alibi_scale_per_head)
+        # or fixed at 1. Part of the encoder, so the EMA teacher averages it too.
+        if spec.alibi and spec.alibi_learned_scale:
+            self.alibi_scale = nn.Parameter(torch.ones(spec.heads))
+        else:
+            self.register_buffer("alibi_scale", torch.ones(spec.heads) if spec.alibi else None, persistent=False)
         self.apply(_init_weights)
 
     def forward(
@@ -115,17 +121,24 @@ class TransformerEncoder(nn.Module):
         padding_mask: Tensor | None = None,
         collect: str | None = None,
         positions: Tensor | None = None,
+        attn_bias: Tensor | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
         """x (B, T, D) -> (B, T, D) and, when `collect` is "ffn" or "block", every block's output.
 
         positions: (B, T) original time index of every step, for ALiBi when x holds only some of a
         sequence's steps (the v2 student's kept ones); default 0..T-1.
+        attn_bias: an additive (1 or B, H, T, T) attention bias shared by every block (the image
+        front end's relative position bias).
         """
-        bias = None
-        if self.spec.alibi:
+        bias = attn_bias
+        if self.alibi_scale is not None:
             if positions is None:
                 positions = torch.arange(x.shape[1], device=x.device).expand(x.shape[0], -1)
-            bias = alibi_bias(positions, self.spec.heads, padding_mask)
+            scale = self.alibi_scale.clamp_min(0.0)
+            alibi = alibi_bias(positions, self.spec.heads, padding_mask, scale)
+            bias = alibi if bias is None else alibi + bias
+        elif bias is not None and padding_mask is not None:
+            bias = bias.masked_fill(padding_mask[:, None, None, :], float("-inf"))
         x = self.input_dropout(self.input_norm(x))
         collected: list[Tensor] = []
         for block in self.blocks:
@@ -140,14 +153,26 @@ class TransformerEncoder(nn.Module):
 
 
 def alibi_slopes(heads: int) -> Tensor:
-    """ALiBi's per-head slopes: the geometric sequence 2^(-8/H), 2^(-16/H), ..., 2^(-8)."""
-    return torch.tensor([2.0 ** (-8.0 * (h + 1) / heads) for h in range(heads)])
+    """ALiBi's per-head slopes. For H a power of two: 2^(-8/H), 2^(-16/H), ..., 2^(-8). Otherwise the
+    slopes of the power of two P just below H, then every other slope of 2P, H - P of them (ALiBi's
+    rule, as fairseq's get_alibi)."""
+
+    def power_of_two(n: int) -> list[float]:
+        return [2.0 ** (-8.0 * (h + 1) / n) for h in range(n)]
+
+    if heads & (heads - 1) == 0:
+        return torch.tensor(power_of_two(heads))
+    below = 1 << (heads.bit_length() - 1)
+    return torch.tensor(power_of_two(below) + power_of_two(2 * below)[0::2][: heads - below])
 
 
-def alibi_bias(positions: Tensor, heads: int, padding_mask: Tensor | None = None) -> Tensor:
-    """(B, T) positions -> (B, H, T, T) additive attention bias -slope_h x |p_i - p_j|; padded keys -inf."""
+def alibi_bias(positions: Tensor, heads: int, padding_mask: Tensor | None = None, scale: Tensor | None = None) -> Tensor:
+    """(B, T) positions -> (B, H, T, T) additive bias -scale_h x slope_h x |p_i - p_j|; padded keys -inf."""
     distance = (positions[:, None, :, None] - positions[:, None, None, :]).abs().float()  # (B, 1, T, T)
-    bias = -alibi_slopes(heads).to(positions.device)[None, :, None, None] * distance
+    slopes = alibi_slopes(heads).to(positions.device)
+    if scale is not None:
+        slopes = slopes * scale.float()
+    bias = -slopes[None, :, None, None] * distance
     if padding_mask is not None:
         bias = bias.masked_fill(padding_mask[:, None, None, :], float("-inf"))
     return bias

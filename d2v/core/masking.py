@@ -70,20 +70,61 @@ def block_mask_2d(
     return select_exactly(flat, n_target, None, generator)
 
 
+def _block_centres(batch: int, n: int, count: int, generator: torch.Generator | None) -> Tensor:
+    """`count` positions per row drawn uniformly WITH replacement (fairseq's randint): (B, n) bool."""
+    centres = torch.zeros(batch, n, dtype=torch.bool)
+    if count > 0:
+        drawn = torch.randint(0, n, (batch, count), generator=generator)
+        centres.scatter_(1, drawn, True)
+    return centres
+
+
 def inverse_block_mask_2d(
     batch: int, grid: tuple[int, int], ratio: float, block: int, adjust: float, generator: torch.Generator | None
 ) -> Tensor:
-    """data2vec 2.0 image masking: KEEP `block` x `block` squares around random centres (about
-    (1 - ratio + adjust) / block^2 centres per patch, `adjust` compensating for overlap), mask the
-    rest, then make exactly round(ratio * N) masked per row. -> (B, H*W)."""
+    """data2vec 2.0 image masking (fairseq compute_block_mask_2d, inverse_mask): int(N x (1 - ratio +
+    adjust) / block^2) centres per row, drawn with replacement; the `block` x `block` square around each
+    (cut at the border) is KEPT; then exactly int(N x (1 - ratio)) patches are kept per row, surplus
+    kept ones dropped or missing ones added at random. -> (B, H*W) True = masked."""
     h, w = grid
     n = h * w
-    n_centres = max(1, int(n * (1.0 - ratio + adjust) / block**2))
-    centres = _ranks(_rand((batch, n), generator)) < n_centres  # (B, N)
+    keep_fraction = 1.0 - ratio
+    centres = _block_centres(batch, n, int(n * (keep_fraction + adjust) / block**2), generator)
     grid_centres = centres.view(batch, 1, h, w).float()
-    kept = F.max_pool2d(grid_centres, kernel_size=block, stride=1, padding=block // 2)[..., :h, :w]
-    masked = ~kept.bool().view(batch, n)
-    return select_exactly(masked, round(ratio * n), None, generator)
+    pad = block // 2  # offsets -pad .. block-1-pad around the centre, as fairseq's
+    kept = F.max_pool2d(F.pad(grid_centres, (block - 1 - pad, pad, block - 1 - pad, pad)), block, stride=1)
+    kept = select_exactly(kept.bool().view(batch, n), int(n * keep_fraction), None, generator)
+    return ~kept
+
+
+def block_mask_1d(
+    batch: int,
+    length: int,
+    ratio: float,
+    span: int,
+    adjust: float,
+    padding_mask: Tensor | None,
+    generator: torch.Generator | None,
+) -> Tensor:
+    """data2vec 2.0 audio masking (fairseq compute_block_mask_1d): per row of unpadded length L,
+    int(L x (ratio + adjust) / span) centres drawn with replacement, `span` steps around each masked
+    (cut at the ends), then exactly int(L x ratio) masked, surplus unmasked or missing added at
+    random. -> (B, T) True = masked."""
+    valid = _valid(batch, length, padding_mask)
+    lengths = valid.sum(dim=1)  # (B,)
+    # Centres uniform over each row's own length: a uniform draw scaled by L_i.
+    n_centres = int(length * (ratio + adjust) / span)
+    drawn = (_rand((batch, max(n_centres, 1)), generator) * lengths[:, None]).long()  # (B, C)
+    per_row = (lengths.double() * (ratio + adjust) / span).long()  # int() per row, as fairseq's
+    use = torch.arange(drawn.shape[1])[None, :] < per_row[:, None]
+    centres = torch.zeros(batch, length + span, dtype=torch.bool)
+    centres.scatter_(1, torch.where(use, drawn, length + span - 1), True)  # unused draws land off the end
+    centres = centres[:, :length]
+    pad = span // 2
+    mask = F.max_pool1d(F.pad(centres[:, None].float(), (span - 1 - pad, pad)), span, stride=1)[:, 0].bool()
+    mask = mask & valid
+    counts = (lengths.double() * ratio).long()
+    return select_exactly(mask, counts, valid, generator)
 
 
 def span_mask_1d(
@@ -94,14 +135,15 @@ def span_mask_1d(
     padding_mask: Tensor | None,
     generator: torch.Generator | None,
 ) -> Tensor:
-    """wav2vec 2.0 / data2vec span masking: floor(ratio * L / span + U) distinct span starts per
-    sequence (L = its unpadded length), each masking `span` steps; overlaps merge. Every row then gets
-    the batch's smallest masked count, as fairseq's require_same_masks does. -> (B, T)."""
+    """wav2vec 2.0 / data2vec 1.0 span masking (fairseq compute_mask_indices): max(1, int(ratio x L /
+    span + U)) distinct span starts in [0, L - span) per sequence (L = its unpadded length), each
+    masking `span` steps; overlaps merge. Every row then gets the batch's smallest masked count, as
+    require_same_masks does. -> (B, T)."""
     valid = _valid(batch, length, padding_mask)  # (B, T)
     lengths = valid.sum(dim=1)  # (B,)
     n_spans = (ratio * lengths.float() / span + _rand((batch,), generator)).floor().long().clamp_min(1)
     positions = torch.arange(length).expand(batch, length)
-    can_start = positions <= (lengths - span).clamp_min(0).unsqueeze(1)
+    can_start = positions < (lengths - span).clamp_min(1).unsqueeze(1)
     starts = select_exactly(torch.zeros_like(valid), n_spans, can_start & valid, generator)  # (B, T)
     mask = torch.zeros(batch, length + span, dtype=torch.bool)
     for offset in range(span):
@@ -113,9 +155,11 @@ def span_mask_1d(
 def random_mask_1d(
     batch: int, length: int, ratio: float, padding_mask: Tensor | None, generator: torch.Generator | None
 ) -> Tensor:
-    """Exactly round(ratio * L) uniformly chosen positions per row (L = unpadded length). -> (B, T)."""
+    """MAE's random masking: int(L x (1 - ratio)) positions kept, the other L - int(...) masked, chosen
+    uniformly per row (L = unpadded length). -> (B, T)."""
     valid = _valid(batch, length, padding_mask)
-    counts = (ratio * valid.sum(dim=1).float()).round().long()
+    lengths = valid.sum(dim=1)
+    counts = lengths - (lengths.double() * (1.0 - ratio)).long()
     return select_exactly(torch.zeros_like(valid), counts, valid, generator)
 
 
@@ -154,6 +198,8 @@ def make_mask(
         if spec.kind == "block":
             return block_mask_2d(batch, grid, spec.ratio, spec.min_block, generator)
         return inverse_block_mask_2d(batch, grid, spec.ratio, spec.span, spec.adjust, generator)
+    if spec.kind == "block_1d":
+        return block_mask_1d(batch, length, spec.ratio, spec.span, spec.adjust, padding_mask, generator)
     if spec.kind == "span":
         return span_mask_1d(batch, length, spec.ratio, spec.span, padding_mask, generator)
     return random_mask_1d(batch, length, spec.ratio, padding_mask, generator)  # random and bert

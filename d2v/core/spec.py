@@ -29,10 +29,14 @@ class EncoderSpec:
     layer_scale_init: float | None = None  # BEiT-style per-channel residual scale
     drop_path: float = 0.0  # stochastic depth, linearly increasing over depth
     layer_drop: float = 0.0  # probability of skipping a whole block while training the student
-    # ALiBi (data2vec 2.0 audio's use_alibi_encoder): every head adds -slope_h x |i - j| to its attention
-    # scores, slopes 2^(-8h/heads), so attention prefers nearby time steps. Positions are the original
-    # ones, also for the v2 student that only sees the kept steps.
+    norm_eps: float = 1e-5  # every LayerNorm of the encoder (fairseq v2 images: 1e-6)
+    # ALiBi (data2vec 2.0 audio's use_alibi_encoder): every head adds -scale_h x slope_h x |i - j| to its
+    # attention scores (ALiBi's slopes, 2^(-8h/heads) for a power-of-two head count), so attention
+    # prefers nearby time steps. Positions are the original ones, also for the v2 student that only
+    # sees the kept steps. alibi_learned_scale: scale_h is a parameter per head, initialised to 1 and
+    # clamped at 0 (fairseq learned_alibi_scale_per_head); otherwise scale_h = 1.
     alibi: bool = False
+    alibi_learned_scale: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -41,20 +45,24 @@ class MaskSpec:
 
     kinds:
     - block (image v1, BEiT): rectangles of >= `min_block` patches until `ratio` of patches are masked
-    - inverse_block (image v2): `span` x `span` blocks are KEPT until 1 - `ratio` remain, the rest masked
-    - span (speech, text span variant): span starts drawn so that `ratio` x length / `span` spans start
-      per sequence (fairseq's mask_prob semantics; overlapping spans give less coverage: p=0.65, span 10
-      masks ~49%)
-    - random (text v2): exactly `ratio` of the tokens, uniformly
+    - inverse_block (image v2, fairseq compute_block_mask_2d with inverse_mask): L x (1 - ratio +
+      adjust) / span^2 block centres drawn with replacement, `span` x `span` blocks around them KEPT,
+      then exactly int(L x (1 - ratio)) kept per row, the rest masked
+    - block_1d (speech v2, compute_block_mask_1d): L x (ratio + adjust) / span centres drawn with
+      replacement, `span` steps around each masked, then exactly int(L x ratio) masked per row
+    - span (speech v1, text v1 span variant; compute_mask_indices): int(ratio x L / span + U) distinct
+      span starts per sequence, each masking `span` steps (overlapping spans give less coverage:
+      p=0.65, span 10 masks ~49%); every row then keeps the batch's smallest masked count
+    - random (text v2): exactly L - int(L x (1 - ratio)) tokens, uniformly
     - bert (text v1, paper's main row): `ratio` of tokens; of those 80% [MASK], `bert_random` random
       tokens, `bert_keep` unchanged
     """
 
-    kind: Literal["block", "inverse_block", "span", "random", "bert"]
+    kind: Literal["block", "inverse_block", "block_1d", "span", "random", "bert"]
     ratio: float
     span: int = 1
     min_block: int = 16
-    adjust: float = 0.0  # inverse_block: extra kept-centre probability compensating for overlaps
+    adjust: float = 0.0  # inverse_block / block_1d: extra centres compensating for overlaps (mask_prob_adjust)
     bert_random: float = 0.1
     bert_keep: float = 0.1
 
@@ -77,7 +85,9 @@ class LossSpec:
     beta: float = 0.0  # smooth L1 transition point; ignored for l2
     reduction: Literal["sum", "mean"] = "sum"  # over the feature dimension
     scale: float | None = None  # None = 1/sqrt(D)
-    cls_weight: float = 0.0  # v2 images: CLS output regresses the mean target
+    # v2 images: the student's CLS output regresses the mean target over positions; as fairseq's
+    # cls_loss x sample_size, the term is cls_weight x the SUM over rows of the per-row loss.
+    cls_weight: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,8 +120,10 @@ class DecoderSpec:
     layers: int
     kernel: int
     groups: int = 1
-    residual: bool = True
+    residual: bool = True  # every block adds its input when the widths match (the first: the decoder input)
+    input_dropout: float = 0.0  # dropout on the decoder input (fairseq decoder.input_dropout)
     projection_layers: int = 1  # 2 = Linear-GELU-Linear (text v2)
+    projection_ratio: float = 2.0  # width of the first hidden projection layer, x dim
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +131,12 @@ class ImageFrontSpec:
     image_size: int
     patch_size: int
     in_chans: int = 3
+    # sincos: fixed 2-D sin-cos table, not trained (data2vec 2.0, MAE); relative_bias: no absolute
+    # positions, one relative position bias table shared by every block (data2vec_vision / BEiT,
+    # version 1 only); learned: a trained absolute table, std 0.02 (ViT).
+    positions: Literal["sincos", "relative_bias", "learned"] = "sincos"
+    cls_init_std: float = 0.02  # fairseq v2 images draw the CLS token from N(0, 1)
+    patch_init: Literal["xavier", "default"] = "default"  # v2: Xavier-uniform over the flattened kernel
 
 
 @dataclass(frozen=True, kw_only=True)

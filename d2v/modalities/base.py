@@ -42,6 +42,10 @@ class Frontend(nn.Module, abc.ABC):
         """Positional information for the (unmasked or mask-substituted) features -> (B, T, D)."""
         return features.x
 
+    def attention_bias(self, features: Features) -> Tensor | None:
+        """An additive (1, H, T', T') attention bias for every block (T' counts extra tokens), or None."""
+        return None
+
     def extra_tokens(self, batch_size: int) -> Tensor | None:
         return None
 

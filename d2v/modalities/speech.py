@@ -79,7 +79,7 @@ class LogMelFeatureEncoder(nn.Module):
 
 
 class SpeechFrontend(Frontend):
-    def __init__(self, spec: SpeechFrontSpec, dim: int, learned_mask: bool, dropout: float = 0.0) -> None:
+    def __init__(self, spec: SpeechFrontSpec, dim: int, learned_mask: bool) -> None:
         super().__init__(dim, learned_mask)
         self.spec = spec
         channels = spec.conv_layers[-1][0]
@@ -92,7 +92,8 @@ class SpeechFrontend(Frontend):
         )
         self.feature_norm = nn.LayerNorm(channels)
         self.project = nn.Linear(channels, dim)
-        self.dropout = nn.Dropout(dropout)
+        # No dropout here: the encoder's input dropout (after its input LayerNorm) is the released
+        # recipe's only one, and the teacher, which reads these features, must see them undropped.
         if spec.feature_grad_mult < 0:
             raise D2VError(f"speech.feature_grad_mult must be >= 0, got {spec.feature_grad_mult}")
         kernel = spec.conv_pos_kernel
@@ -132,7 +133,7 @@ class SpeechFrontend(Frontend):
             wave, sample_padding = self._prepared_waveform(batch)
             feats = self._conv_features(wave)  # (B, T, C)
             padding = None if sample_padding is None else self._frame_padding(sample_padding, feats.shape[1])
-        x = self.dropout(self.project(self.feature_norm(feats)))  # (B, T, D)
+        x = self.project(self.feature_norm(feats))  # (B, T, D)
         if padding is not None:
             x = x.masked_fill(padding.unsqueeze(-1), 0.0)
         return Features(x, padding)

@@ -13,9 +13,9 @@ from d2v.modalities.text import TextFrontend
 
 def build_frontend(spec: Data2VecSpec) -> Frontend:
     if spec.modality == "image" and spec.image is not None:
-        return ImageFrontend(spec.image, spec.encoder.dim, learned_mask=spec.version == 1)
+        return ImageFrontend(spec.image, spec.encoder.dim, spec.encoder.heads, spec.version)
     if spec.modality == "speech" and spec.speech is not None:
-        return SpeechFrontend(spec.speech, spec.encoder.dim, spec.version == 1, spec.encoder.dropout)
+        return SpeechFrontend(spec.speech, spec.encoder.dim, learned_mask=spec.version == 1)
     if spec.modality == "text" and spec.text is not None:
         return TextFrontend(spec.text, spec.encoder.dim, spec.mask)
     raise ConfigError(f"model spec for {spec.modality!r} has no `{spec.modality}` front-end section")

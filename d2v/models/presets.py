@@ -36,7 +36,7 @@ _LARGE: dict[tuple[str, int], Changes] = {
     ("speech", 1): {"encoder": _LARGE_ENCODER, "target": {"top_k": 16}},
     ("speech", 2): {
         "encoder": _LARGE_ENCODER,
-        "mask": {"ratio": 0.65},
+        "mask": {"ratio": 0.55, "adjust": 0.1},
         "target": {"top_k": 16},
         "ema": {"tau0": 0.9997, "tau_end": 1.0, "anneal_steps": 300_000},
         "decoder": {"dim": 768},
@@ -77,7 +77,8 @@ _TINY: dict[tuple[str, int], Changes] = {
     },
     ("image", 2): {
         **_TINY_COMMON,
-        "target": {"top_k": 4},
+        # The released K=10 of 12 blocks leaves the first two out; 3 of 4 leaves out the first.
+        "target": {"top_k": 3},
         "decoder": {"dim": 128, "layers": 3, "groups": 8},
         "clone_batch": 2,
         "image": _TINY_IMAGE_FRONT,

@@ -193,3 +193,56 @@ def test_shared_local_features_teacher_uses_the_student_cnn_and_its_own_position
 def test_shared_local_features_without_a_teacher_front_end_is_refused() -> None:
     with pytest.raises(D2VError, match="share_local_features needs ema.include_frontend"):
         speech_v2_with(ema={"include_frontend": False, "share_local_features": True})
+
+
+# ---- parity with the released code: CLS loss, the teacher's own CLS token, undropped teacher input ----
+
+
+def test_v2_cls_loss_regresses_the_cls_output_and_sums_over_rows() -> None:
+    from d2v.core.data2vec import _repeat
+    from d2v.core.loss import regression_loss
+
+    model = tiny_model("image", 2, "tiny")
+    assert model.spec.loss.cls_weight == 0.01 and not hasattr(model, "cls_head")
+    batch = batch_for(model)
+    torch.manual_seed(5)
+    total = model(batch, generator=torch.Generator().manual_seed(0)).loss
+
+    features = model.frontend.local_features(batch)
+    targets = model.teacher_targets(batch, features).repeat_interleave(2, dim=0)
+    clones = _repeat(features, 2)
+    mask = model.draw_mask(clones, torch.Generator().manual_seed(0))
+    torch.manual_seed(5)
+    pred, cls_out = model._student_v2(clones, mask)
+    main = regression_loss(pred[mask], targets[mask], model.spec.loss).mean()
+    per_row = regression_loss(cls_out, targets.mean(dim=1), model.spec.loss)  # (B*M,)
+    assert per_row.shape == (6,)
+    torch.testing.assert_close(total, main + 0.01 * per_row.sum())  # a sum: (B*M)x a mean's weight
+
+
+def test_v2_image_teacher_prepends_its_own_ema_cls_token() -> None:
+    model = tiny_model("image", 2, "tiny")
+    batch = batch_for(model)
+    features = model.frontend.local_features(batch)
+    before = model.teacher_targets(batch, features)
+    with torch.no_grad():
+        model.frontend.cls_token.add_(5.0)
+    torch.testing.assert_close(model.teacher_targets(batch, features), before)
+    with torch.no_grad():
+        model.teacher.module["frontend"].cls_token.add_(5.0)
+    assert not torch.allclose(model.teacher_targets(batch, features), before)
+
+
+def test_speech_front_end_applies_no_dropout_so_the_teacher_input_is_clean() -> None:
+    model = speech_v2_with(encoder={"dropout": 0.5}).train()
+    batch = batch_for(model)
+    first, second = model.frontend.local_features(batch).x, model.frontend.local_features(batch).x
+    torch.testing.assert_close(first, second)  # no dropout before the teacher reads the features
+    targets = [model.teacher_targets(batch, model.frontend.local_features(batch)) for _ in range(2)]
+    torch.testing.assert_close(targets[0], targets[1])
+
+
+def test_health_statistics_are_logged() -> None:
+    model = tiny_model("speech", 2, "tiny")
+    logs = model(batch_for(model), generator=torch.Generator().manual_seed(0)).logs
+    assert 0.0 < logs["rel_loss"] and 1.0 <= logs["target_rank"] <= 32 and 1.0 <= logs["pred_rank"] <= 32

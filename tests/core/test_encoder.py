@@ -76,3 +76,28 @@ def test_collect_block_gives_each_block_output_and_ffn_its_pre_residual_branch()
     torch.testing.assert_close(blocks[1], second_out)
     torch.testing.assert_close(ffns[1], second_ffn)
     torch.testing.assert_close(out, blocks[-1])  # post-LN: no final norm after the last block
+
+
+def test_alibi_slopes_follow_the_released_rule_for_any_head_count() -> None:
+    from d2v.core.encoder import alibi_slopes
+
+    torch.testing.assert_close(alibi_slopes(4), torch.tensor([2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8]))
+    # 6 heads: the 4-head slopes, then every other slope of 8 heads (2^-1, 2^-3).
+    expected = [2.0**-2, 2.0**-4, 2.0**-6, 2.0**-8, 2.0**-1, 2.0**-3]
+    torch.testing.assert_close(alibi_slopes(6), torch.tensor(expected))
+
+
+def test_learned_alibi_scale_is_a_per_head_parameter_clamped_at_zero() -> None:
+    from d2v.core.spec import EncoderSpec
+    from d2v.core.encoder import TransformerEncoder
+
+    spec = EncoderSpec(dim=16, depth=1, heads=4, norm_first=False, alibi=True, alibi_learned_scale=True)
+    model = TransformerEncoder(spec).eval()
+    assert isinstance(model.alibi_scale, torch.nn.Parameter) and model.alibi_scale.shape == (4,)
+    x = torch.randn(1, 6, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        model.alibi_scale.fill_(-3.0)  # clamped to 0: no bias at all
+    no_bias, _ = model(x)
+    plain = TransformerEncoder(EncoderSpec(dim=16, depth=1, heads=4, norm_first=False))
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "alibi_scale"})
+    torch.testing.assert_close(no_bias, plain.eval()(x)[0])

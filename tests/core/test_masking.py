@@ -5,6 +5,7 @@ import torch
 
 from d2v.core.masking import (
     bert_corruption,
+    block_mask_1d,
     block_mask_2d,
     equalize_kept,
     inverse_block_mask_2d,
@@ -111,3 +112,49 @@ def test_masks_are_deterministic_under_a_generator() -> None:
 def test_image_masks_need_a_matching_grid() -> None:
     with pytest.raises(ValueError, match="patch grid"):
         make_mask(MaskSpec(kind="block", ratio=0.6), 2, 50, grid=(7, 7))
+
+
+# ---- parity with the released code's mask counts (fairseq data_utils / MAE random_masking) ----
+
+
+@pytest.mark.parametrize(("grid", "ratio", "kept"), [((7, 7), 0.8, 9), ((14, 14), 0.8, 39), ((14, 14), 0.75, 49)])
+def test_inverse_block_keeps_exactly_int_of_the_kept_fraction(grid: tuple[int, int], ratio: float, kept: int) -> None:
+    # compute_block_mask_2d(inverse_mask=True) keeps exactly int(N x (1 - mask_prob)) patches:
+    # 7 x 7 at 0.8 keeps int(9.8) = 9 and masks 40 (81.6 %), not round(0.8 x 49) = 39.
+    masks = inverse_block_mask_2d(32, grid, ratio, 3, 0.07, gen())
+    assert ((~masks).sum(1) == kept).all()
+
+
+@pytest.mark.parametrize("length", [49, 50, 149, 500])
+def test_block_1d_masks_exactly_half_of_every_row(length: int) -> None:
+    # compute_block_mask_1d with require_same_masks: exactly int(L x 0.5) masked, whatever overlaps.
+    masks = block_mask_1d(16, length, 0.5, 5, 0.05, None, gen())
+    assert (masks.sum(1) == int(length * 0.5)).all()
+
+
+def test_block_1d_counts_each_rows_own_length_and_never_masks_padding() -> None:
+    padding = torch.arange(100)[None, :] >= torch.tensor([[100], [61], [80]])
+    masks = block_mask_1d(3, 100, 0.5, 5, 0.05, padding, gen())
+    assert masks.sum(1).tolist() == [50, 30, 40]
+    assert not (masks & padding).any()
+
+
+def test_block_1d_masks_blocks_not_isolated_frames() -> None:
+    masks = block_mask_1d(64, 200, 0.5, 5, 0.05, None, gen())
+    starts = (masks[:, 1:] & ~masks[:, :-1]).sum() + masks[:, 0].sum()
+    mean_run = masks.sum() / starts
+    # Runs of i.i.d. masking at 50 % average 2 frames; 5-frame blocks (merged by overlaps) are longer.
+    assert mean_run > 4.0
+
+
+def test_span_starts_stop_before_the_last_span() -> None:
+    # compute_mask_indices draws starts from [0, L - span): the last step is never masked.
+    g = gen()
+    masks = torch.cat([span_mask_1d(1, 40, 0.65, 10, None, g) for _ in range(300)])
+    assert not masks[:, -1].any() and masks[:, -2].any()
+
+
+def test_block_1d_is_a_make_mask_kind() -> None:
+    spec = MaskSpec(kind="block_1d", ratio=0.5, span=5, adjust=0.05)
+    mask = make_mask(spec, 4, 120, generator=gen())
+    assert (mask.sum(1) == 60).all()
