@@ -31,7 +31,7 @@ Modality = Literal["image", "speech", "text"]
 MODALITIES: tuple[str, ...] = get_args(Modality)  # ("image", "speech", "text"), in report order
 
 MODELS_DIR = Path("models")
-METRICS_DIR = Path("metrics")
+METRICS_DIR = Path("metrics")  # the report reads <metrics dir>/pretrain and <metrics dir>/eval
 PRETRAIN_METRICS_DIR = METRICS_DIR / "pretrain"
 EVAL_METRICS_DIR = METRICS_DIR / "eval"
 REPORTS_DIR = Path("reports")
