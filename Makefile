@@ -1,7 +1,7 @@
 # The README's commands. `make demo` and `make test` each set up what they need first.
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Stage commands in dvc.yaml (`d2v ...`, `python -m ...`) must resolve to the project's venv.
+# Stage commands in dvc.yaml (`d2v ...`) must resolve to the project's venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false

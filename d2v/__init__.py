@@ -2,4 +2,6 @@
 
 __version__ = "0.1.0"
 
-MODALITIES: tuple[str, ...] = ("image", "speech", "text")
+from d2v.layout import MODALITIES  # noqa: E402  (defined in d2v/layout.py; re-exported)
+
+__all__ = ["MODALITIES", "__version__"]

@@ -23,11 +23,12 @@ from d2v.artifacts.config import ArtifactsConfig
 from d2v.data.config import DataConfig
 from d2v.eval.config import EvaluateConfig
 from d2v.errors import ConfigError
+from d2v.layout import PARAMS_FILE
 from d2v.train.config import PretrainConfig
 
 T = TypeVar("T")
 
-DEFAULT_PARAMS_PATH = Path("params.yaml")
+DEFAULT_PARAMS_PATH = PARAMS_FILE  # d2v/layout.py
 
 
 # --------------------------------------------------------------------------------------------------

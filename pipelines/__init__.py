@@ -1,1 +1,1 @@
-"""Orchestration: thin DVC stage entry points (`pipelines.stages`) and Prefect flows (`pipelines.flows`)."""
+"""Orchestration: the DVC side of the pipeline (`pipelines.dvc_stages`) and Prefect flows (`pipelines.flows`)."""

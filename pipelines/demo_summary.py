@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from d2v import MODALITIES
+from d2v.layout import MODALITIES, Layout
 from d2v.report.inputs import read_eval
 
-REPORT = Path("reports/benchmark.html")
 # Shown beside a main task: near 100 % WER, fewer words wrong can just mean fewer words emitted
 # (an almost empty transcript beats one full of insertions), so speech's WER comes with its CER.
 COMPANIONS = {"ctc": "ctc_cer"}
 
 
-def headline_rows(metrics_dir: Path = Path("metrics/eval")) -> list[str]:
+def headline_rows(layout: Layout) -> list[str]:
     """Per modality: its main task (plus its companion), pretrained vs random init, and the verdict."""
     rows = []
     for modality in MODALITIES:
-        records = read_eval(metrics_dir / f"{modality}.json")
+        records = read_eval(layout.eval_metrics(modality))
         if not records:
             rows.append(f"  {modality:<7} not run")
             continue
@@ -30,14 +29,21 @@ def headline_rows(metrics_dir: Path = Path("metrics/eval")) -> list[str]:
     return rows
 
 
+def output_files(layout: Layout) -> list[Path]:
+    """Every metrics file of the pipeline that exists: summaries, evaluations, validation reports."""
+    candidates = [path for m in MODALITIES for path in
+                  (layout.pretrain_summary(m), layout.eval_metrics(m), layout.validation_report(m))]
+    return sorted(p for p in candidates if p.is_file())
+
+
 def main() -> None:
+    layout = Layout.from_params()
     print("d2v demo: main downstream task per modality")
-    for row in headline_rows():
+    for row in headline_rows(layout):
         print(row)
-    outputs = sorted(p for pattern in ("metrics/*/*.json", "reports/validation/*.json") for p in Path(".").glob(pattern))
-    print("metrics: " + ", ".join(str(p) for p in outputs))
-    if REPORT.is_file():
-        print(f"report:  {REPORT.resolve()}  (and {REPORT.with_suffix('.md')})")
+    print("metrics: " + ", ".join(str(p) for p in output_files(layout)))
+    if layout.report_html.is_file():
+        print(f"report:  {layout.report_html.resolve()}  (and {layout.report_markdown})")
 
 
 if __name__ == "__main__":

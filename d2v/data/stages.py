@@ -13,14 +13,14 @@ from d2v.data.config import DataConfig
 from d2v.data.download import download, extract, pip_download_sdist, sha256_file
 from d2v.data.io import atomic_dir, write_json
 from d2v.errors import D2VError
+from d2v.layout import DOWNLOAD_CACHE_DIR as CACHE_DIR
+from d2v.layout import Layout
 
-MODALITIES = ("image", "speech", "text")
-CACHE_DIR = Path("data/cache")  # survives DVC's removal of stage outputs; never a DVC output
 
 
 def run_download(cfg: DataConfig, modality: str) -> dict:
     """Fetch what a source needs into <raw_dir>/<modality> and record the inputs in sources.json."""
-    with atomic_dir(Path(cfg.raw_dir) / modality) as staging:
+    with atomic_dir(Layout.from_data(cfg).raw(modality)) as staging:
         record = {"image": _download_image, "speech": _download_speech, "text": _download_text}[modality](cfg, staging)
         write_json(staging / "sources.json", record)
     return record
@@ -80,28 +80,30 @@ def _debian_versions(packages: list[str]) -> dict[str, str]:
 
 
 def run_prepare(cfg: DataConfig, modality: str, seed: int) -> dict:
+    out = Layout.from_data(cfg).prepare_output(modality)
     if modality == "image":
         from d2v.data.prepare_image import prepare_image
 
-        return prepare_image(cfg.image, seed, Path(cfg.prepared_dir) / "image")
+        return prepare_image(cfg.image, seed, out)
     if modality == "speech":
         from d2v.data.prepare_speech import prepare_speech
 
-        return prepare_speech(cfg.speech, seed, cfg.raw_dir, cfg.text.wordnet_dir, Path(cfg.prepared_dir) / "speech")
+        return prepare_speech(cfg.speech, seed, cfg.raw_dir, cfg.text.wordnet_dir, out)
     from d2v.data.prepare_text import prepare_text
 
-    return prepare_text(cfg.text, seed, cfg.raw_dir, Path(cfg.interim_dir) / "text")
+    return prepare_text(cfg.text, seed, cfg.raw_dir, out)
 
 
 def run_tokenize(cfg: DataConfig, seed: int) -> dict:
     from d2v.data.tokenizer import tokenize
 
-    return tokenize(Path(cfg.interim_dir) / "text", Path(cfg.prepared_dir) / "text",
+    layout = Layout.from_data(cfg)
+    return tokenize(layout.interim("text"), layout.prepared("text"),
                     cfg.text.vocab_size, cfg.text.tokenizer_sentences, seed)  # fmt: skip
 
 
 def run_validate(cfg: DataConfig, modality: str) -> dict:
     from d2v.data.validate import validate
 
-    report = Path(cfg.reports_dir) / f"{modality}.json"
-    return validate(modality, Path(cfg.prepared_dir) / modality, report, cfg.speech.max_seconds)
+    layout = Layout.from_data(cfg)
+    return validate(modality, layout.prepared(modality), layout.validation_report(modality), cfg.speech.max_seconds)

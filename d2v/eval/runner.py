@@ -30,6 +30,7 @@ from d2v.eval.ctc import ctc_finetune
 from d2v.eval.data import Collate, EvalResult
 from d2v.eval.finetune import finetune
 from d2v.eval.linear_probe import linear_probe
+from d2v.layout import confusion_name
 from d2v.eval.metrics import NOT_AVERAGED, glue_average, glue_task_key, glue_task_kind, glue_task_metrics
 from d2v.eval.significance import (
     PairedTestSet,
@@ -87,7 +88,7 @@ def evaluate_image(
         side_by_side=side_by_side,
     )[0]
     out_dir = Path(out_dir)
-    write_confusion_csv(out_dir / "image_confusion.csv", probe_result.references, probe_result.predictions, class_names)
+    write_confusion_csv(out_dir / confusion_name("image"), probe_result.references, probe_result.predictions, class_names)
     records = [probe, tuned]
     write_eval_metrics(out_dir / "image.json", records)
     return records

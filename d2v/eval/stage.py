@@ -18,6 +18,7 @@ from d2v.errors import D2VError
 from d2v.eval.baseline import BaselineRecord, write_atomically
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
+from d2v.layout import eval_tasks_name
 from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
 from d2v.train.run import build_pretraining_model, prepared_meta
 
@@ -80,7 +81,7 @@ def evaluate_modality(
         )
     else:
         raise D2VError(f"unknown modality {modality!r}")
-    write_task_table(out_dir / f"{modality}_tasks.csv", records)
+    write_task_table(out_dir / eval_tasks_name(modality), records)
     return records
 
 

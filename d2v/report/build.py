@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from d2v.config import Params
+from d2v.layout import METRICS_DIR, REPORT_FIGURES_NAME, REPORT_HTML_NAME, REPORT_MD_NAME, REPORTS_DIR
 from d2v.report.document import Document
 from d2v.report.html import render_html
 from d2v.report.inputs import collect_all
@@ -31,7 +32,7 @@ from d2v.report.sections import (
 )
 
 TITLE = "d2v benchmark report: data2vec pretraining and downstream evaluation"
-FIGURES_DIR = "benchmark_figures"
+FIGURES_DIR = REPORT_FIGURES_NAME  # d2v/layout.py
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def write_report(document: Document, out_dir: Path) -> ReportFiles:
         for stale in figures_dir.glob("*.png"):
             if stale.name not in wanted:
                 stale.unlink()
-    markdown, html = out_dir / "benchmark.md", out_dir / "benchmark.html"
+    markdown, html = out_dir / REPORT_MD_NAME, out_dir / REPORT_HTML_NAME
     write_atomic(markdown, render_markdown(document, FIGURES_DIR).encode("utf-8"))
     write_atomic(html, render_html(document).encode("utf-8"))
     return ReportFiles(markdown, html, tuple(figures))
@@ -88,8 +89,8 @@ def write_report(document: Document, out_dir: Path) -> ReportFiles:
 def build_report(
     params: Params,
     params_path: str | Path,
-    out_dir: str | Path = "reports",
-    metrics_dir: str | Path = "metrics",
+    out_dir: str | Path = REPORTS_DIR,
+    metrics_dir: str | Path = METRICS_DIR,
     validation_dir: str | Path | None = None,
     root: str | Path = ".",
     now: datetime | None = None,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from d2v.eval.baseline import BaselineRecord
-from d2v import MODALITIES
+from d2v.layout import EVAL_METRICS_DIR, MODALITIES, PRETRAIN_METRICS_DIR, confusion_name
 from d2v.errors import D2VError
 
 # Keys every evaluation record must carry (d2v.eval.baseline.BaselineRecord).
@@ -64,10 +64,10 @@ class ModalityInputs:
 def collect_modality(modality: str, metrics_dir: Path, validation_dir: Path) -> ModalityInputs:
     return ModalityInputs(
         modality=modality,
-        pretrain=read_pretrain(metrics_dir / "pretrain", modality),
-        evaluation=read_eval(metrics_dir / "eval" / f"{modality}.json"),
+        pretrain=read_pretrain(metrics_dir / PRETRAIN_METRICS_DIR.name, modality),
+        evaluation=read_eval(metrics_dir / EVAL_METRICS_DIR.name / f"{modality}.json"),
         validation=read_validation(validation_dir / f"{modality}.json"),
-        confusion=read_confusion(metrics_dir / "eval" / f"{modality}_confusion.csv"),
+        confusion=read_confusion(metrics_dir / EVAL_METRICS_DIR.name / confusion_name(modality)),
     )
 
 

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from d2v.errors import ConfigError
-
-Modality = Literal["image", "speech", "text"]
+from d2v.layout import MODALITIES
 
 
 @dataclass(frozen=True)
@@ -48,12 +47,12 @@ class PretrainConfig:
     text: TrainConfig
 
     def __post_init__(self) -> None:
-        for modality in ("image", "speech", "text"):
+        for modality in MODALITIES:
             validate_train_config(getattr(self, modality), f"pretrain.{modality}")
 
     def for_modality(self, modality: str) -> TrainConfig:
-        if modality not in ("image", "speech", "text"):
-            raise ConfigError(f"pretrain: unknown modality {modality!r} (expected image, speech, text)")
+        if modality not in MODALITIES:
+            raise ConfigError(f"pretrain: unknown modality {modality!r} (expected {', '.join(MODALITIES)})")
         cfg: TrainConfig = getattr(self, modality)
         return cfg
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from prefect import flow
 
-from d2v import MODALITIES
-from d2v.config import load_params
+from d2v.layout import MODALITIES, PARAMS_FILE, Layout
+from pipelines.dvc_stages import available_stages, expand_stages, prepared_data_versions
+from pipelines.flows.dvc_tasks import dvc_repro
 from pipelines.flows.logs import run_logger
-from pipelines.flows.dvc_stages import available_stages, dvc_repro, expand_stages, prepared_data_versions
 
 DATA_STAGES = ["download", "prepare", "tokenize", "validate"]
 REFRESH_STAGES = ["download"]
@@ -38,7 +38,6 @@ def data_flow(
         dvc_repro(root, expand_stages(refresh_stages, modalities, available), force=True, single_item=True)
     for target in expand_stages(stages, modalities, available):
         dvc_repro(root, [target])
-    versions = prepared_data_versions(Path(root), load_params(Path(root) / "params.yaml").data.prepared_dir,
-                                      modalities)
+    versions = prepared_data_versions(Path(root), Layout.from_params(Path(root) / PARAMS_FILE), modalities)
     logger.info("prepared data versions: %s", versions)
     return versions

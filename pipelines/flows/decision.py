@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from d2v.errors import D2VError
-from pipelines.flows.dvc_stages import read_json
+from pipelines.dvc_stages import read_json
 
 # Metrics for which smaller is better, for records that do not say (evaluation records carry
 # `higher_is_better`; champion pointers record only a name and a value).

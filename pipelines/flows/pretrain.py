@@ -1,80 +1,53 @@
-"""`pretrain` flow: one modality's pretrain stage under torchrun, its log streamed to Prefect.
+"""`pretrain` flow: one modality's pretrain stage through `dvc repro`, its log streamed to Prefect.
 
-The command is the stage's own (`d2v pretrain <modality>` from dvc.yaml) launched as
-`torchrun ... -m d2v.cli pretrain <modality>`; afterwards `dvc commit pretrain@<modality>` records
-the checkpoint and metrics in dvc.lock as `dvc repro` would have (a repro cannot be used: DVC runs a
-stage's `cmd` itself, without torchrun). Returns metrics/pretrain/<modality>.json.
+`dvc repro pretrain@<modality>` runs the stage's own command (`d2v pretrain <modality>`) only when
+`dvc status` says it is stale, so a flow run skips a model that is up to date exactly as a shell
+`dvc repro` would, and DVC records what it ran in dvc.lock. The number of processes and the
+multi-node rendezvous reach `d2v pretrain` as environment variables (D2V_NPROC_PER_NODE, D2V_NNODES,
+...; d2v/train/launch.py), and it re-launches itself under torchrun when they ask for more than one
+process. They are not DVC dependencies: `force=True` re-runs the stage (only it) even when it is
+up to date.
 
 Warm start: `init_checkpoint` is handed to the stage as the environment variable
 D2V_INIT_CHECKPOINT (a checkpoint.pt path); the pretrain stage initialises the model weights from it
-and starts a fresh optimiser and schedule (see docs/orchestration.md, "Prefect flows").
+and starts a fresh optimiser and schedule (see docs/orchestration.md, "Prefect flows"). Like the number
+of processes it is not a dependency: a stage that is up to date is not retrained to use it.
+
+Multi-node: every node runs this flow with the same rendezvous. Node 0 (node_rank unset or 0) goes
+through `dvc repro` and records the outputs, which only rank 0 writes; the other nodes run the
+stage's command directly, as they hold nothing for DVC to record. Start a multi-node run only when
+the stage is stale (or with force=True), or node 0 skips it while the others wait for it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NONE
 
-from d2v.errors import D2VError
-from pipelines.flows.logs import run_logger
+from d2v.layout import Layout
+from d2v.train.launch import INIT_CHECKPOINT_ENV, Launch, Rendezvous, default_nproc_per_node
+from pipelines.dvc_stages import read_json, stage_command
 from pipelines.flows.commands import run_streaming, tool_env
-from pipelines.flows.dvc_stages import d2v_args, dvc_commit, read_json, stage_command
+from pipelines.flows.dvc_tasks import dvc_repro
+from pipelines.flows.logs import run_logger
 
-INIT_CHECKPOINT_ENV = "D2V_INIT_CHECKPOINT"
-
-
-@dataclass(frozen=True)
-class Rendezvous:
-    """torchrun's multi-node settings; nnodes == "1" means a single machine (--standalone)."""
-
-    nnodes: str = "1"              # "N" or elastic "MIN:MAX"
-    node_rank: int | None = None   # static rendezvous only; c10d assigns ranks itself
-    backend: str = "c10d"
-    endpoint: str | None = None    # host:port of the rendezvous (node 0), e.g. trainer-0:29400
-    run_id: str | None = None      # the same id on every node of one job
-
-    @property
-    def standalone(self) -> bool:
-        return self.nnodes == "1"
+PRETRAIN_STAGE = "pretrain"
 
 
-def default_nproc_per_node() -> int:
-    """One process per visible GPU; 1 on CPU (more CPU ranks only share the same cores)."""
-    import torch  # lazily: seconds to import, and only the pretrain flow needs it
-
-    return torch.cuda.device_count() or 1
-
-
-def torchrun_command(cli_args: list[str], nproc_per_node: int, rdzv: Rendezvous) -> list[str]:
-    if nproc_per_node < 1:
-        raise D2VError(f"nproc_per_node={nproc_per_node}: expected at least 1")
-    cmd = ["torchrun", f"--nproc_per_node={nproc_per_node}"]
-    if rdzv.standalone:
-        cmd.append("--standalone")
-    else:
-        if not rdzv.endpoint or not rdzv.run_id:
-            raise D2VError(f"nnodes={rdzv.nnodes}: multi-node torchrun needs rdzv_endpoint "
-                           "(host:port of node 0) and rdzv_id (shared by every node)")
-        cmd += [f"--nnodes={rdzv.nnodes}", f"--rdzv_backend={rdzv.backend}",
-                f"--rdzv_endpoint={rdzv.endpoint}", f"--rdzv_id={rdzv.run_id}"]
-        if rdzv.node_rank is not None:
-            cmd.append(f"--node_rank={rdzv.node_rank}")
-    return [*cmd, "-m", "d2v.cli", *cli_args]
+@task(retries=1, retry_delay_seconds=30, cache_policy=NONE, task_run_name="{target} (worker node)")
+def run_worker_node(root: str, target: str, env: dict[str, str]) -> None:
+    """A non-zero node of a multi-node run: the stage's own command, outside DVC."""
+    cmd = stage_command(Path(root), target)
+    run_logger().info("$ %s", cmd)
+    run_streaming(["bash", "-c", cmd], Path(root), run_logger().info, env=tool_env(env))
 
 
-@task(retries=1, retry_delay_seconds=30, cache_policy=NONE, task_run_name="torchrun pretrain@{modality}")
-def launch_torchrun(root: str, modality: str, nproc_per_node: int, rdzv: Rendezvous,
-                    init_checkpoint: str | None = None) -> dict:
-    logger = run_logger()
-    target = f"pretrain@{modality}"
-    cmd = torchrun_command(d2v_args(stage_command(Path(root), target), target), nproc_per_node, rdzv)
+def stage_env(launch: Launch, init_checkpoint: str | None) -> dict[str, str]:
+    """What `d2v pretrain` reads from its environment: processes, rendezvous, warm start."""
     extra = {INIT_CHECKPOINT_ENV: str(Path(init_checkpoint).resolve())} if init_checkpoint else {}
-    logger.info("$ %s%s", " ".join(cmd), f"  ({INIT_CHECKPOINT_ENV}={extra[INIT_CHECKPOINT_ENV]})" if extra else "")
-    run_streaming(cmd, Path(root), logger.info, env=tool_env(extra))
-    return dict(read_json(Path(root) / "metrics" / "pretrain" / f"{modality}.json"))
+    return {**launch.to_env(), **extra}
 
 
 @flow(name="pretrain", log_prints=True)
@@ -88,13 +61,18 @@ def pretrain_flow(
     rdzv_endpoint: str | None = None,
     rdzv_id: str | None = None,
     init_checkpoint: str | None = None,
-    commit: bool = True,
+    force: bool = False,
 ) -> dict:
-    """Pretrain one modality; returns its metrics summary (metrics/pretrain/<modality>.json)."""
+    """Pretrain one modality (if stale); returns its metrics summary (metrics/pretrain/<modality>.json).
+
+    nproc_per_node: processes on this machine; default one per visible GPU (1 on CPU).
+    """
     rdzv = Rendezvous(nnodes, node_rank, rdzv_backend, rdzv_endpoint, rdzv_id)
-    nproc = nproc_per_node if nproc_per_node is not None else default_nproc_per_node()
-    metrics = launch_torchrun(root, modality, nproc, rdzv, init_checkpoint)
-    # On a multi-node job only the first node holds rank 0's outputs (checkpoint, metrics).
-    if commit and (rdzv.standalone or not node_rank):
-        dvc_commit(root, [f"pretrain@{modality}"])
-    return metrics
+    launch = Launch(nproc_per_node if nproc_per_node is not None else default_nproc_per_node(), rdzv)
+    target = f"{PRETRAIN_STAGE}@{modality}"
+    env = stage_env(launch, init_checkpoint)
+    if not rdzv.standalone and node_rank:
+        run_worker_node(root, target, env)
+        return {}
+    dvc_repro(root, [target], force=force, single_item=force, env=env)
+    return dict(read_json(Layout.of_checkout(root).pretrain_summary(modality)))

@@ -1,7 +1,7 @@
 """Publishing through d2v.artifacts: one immutable run per modality, champion pointers.
 
 The same library calls as `d2v artifacts publish|promote` (publishing is not a DVC stage). A run
-keeps the repository layout of what it holds (`models/image/checkpoint.pt`,
+keeps the repository layout of what it holds (d2v/layout.py: `models/image/checkpoint.pt`,
 `metrics/eval/image.json`, ...), so a champion's checkpoint is found at the same relative path.
 """
 
@@ -18,27 +18,15 @@ from prefect.runtime import task_run
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.store import ArtifactStore, Metric, check_run_id
 from d2v.config import load_params, to_mapping
+from d2v.layout import PARAMS_FILE, Layout
 from pipelines.flows.logs import run_logger
 from pipelines.flows.decision import Score
 
-# Repository paths published for a modality ({modality} filled in); missing ones are skipped, so a
-# stage that is not in the pipeline yet simply contributes nothing.
-PUBLISH_PATHS = [
-    "models/{modality}",
-    "metrics/pretrain/{modality}.json",
-    "metrics/pretrain/{modality}.tsv",
-    "metrics/eval/{modality}.json",
-    "metrics/eval/{modality}_confusion.csv",
-    "reports/validation/{modality}.json",
-    "reports/benchmark.md",
-    "reports/benchmark.html",
-    "dvc.lock",
-]
 
 
 def store_config(root: Path, uri: str | None = None, endpoint_url: str | None = None) -> ArtifactsConfig:
     """params.yaml's `artifacts` section, with the flow's overrides; a relative file:// is under root."""
-    cfg = load_params(root / "params.yaml").artifacts
+    cfg = load_params(root / PARAMS_FILE).artifacts
     overrides = {k: v for k, v in {"uri": uri, "endpoint_url": endpoint_url}.items() if v is not None}
     cfg = dataclasses.replace(cfg, **overrides)
     local = cfg.uri.removeprefix("file://")
@@ -47,11 +35,18 @@ def store_config(root: Path, uri: str | None = None, endpoint_url: str | None = 
     return cfg
 
 
-def files_to_publish(root: Path, modality: str, patterns: list[str]) -> dict[str, Path]:
-    """{run-relative path: local file} for the patterns that exist under root."""
+def files_to_publish(root: Path, modality: str, patterns: list[str] | None = None) -> dict[str, Path]:
+    """{run-relative path: local file} for the paths that exist under root; missing ones are skipped,
+    so a stage that is not in the pipeline simply contributes nothing.
+
+    patterns: repository paths with `{modality}` filled in; None = the layout's run files.
+    """
+    if patterns is None:
+        rels = [p.as_posix() for p in Layout.from_params(root / PARAMS_FILE).run_files(modality)]
+    else:
+        rels = [pattern.format(modality=modality) for pattern in patterns]
     files: dict[str, Path] = {}
-    for pattern in patterns:
-        rel = pattern.format(modality=modality)
+    for rel in rels:
         local = root / rel
         if local.is_file():
             files[rel] = local
@@ -62,14 +57,14 @@ def files_to_publish(root: Path, modality: str, patterns: list[str]) -> dict[str
 
 
 def publish_outputs(root: str, cfg: ArtifactsConfig, run_id: str, modality: str,
-                    patterns: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+                    patterns: list[str] | None, extra: dict[str, Any]) -> dict[str, Any]:
     """Publish a modality's outputs as run `run_id`; returns its id, uri and {path: sha256}."""
     from d2v.artifacts.provenance import collect_provenance
 
     rootp = Path(root)
     files = files_to_publish(rootp, modality, patterns)
     store = ArtifactStore.from_config(cfg)
-    params = to_mapping(load_params(rootp / "params.yaml"))
+    params = to_mapping(load_params(rootp / PARAMS_FILE))
     manifest = store.publish(files, run_id=check_run_id(run_id), modality=modality, params=params,
                              extra=extra, provenance=collect_provenance(params, rootp))
     run_logger().info("published %s: %d files -> %s/runs/%s/", run_id, len(manifest.files),
@@ -80,7 +75,7 @@ def publish_outputs(root: str, cfg: ArtifactsConfig, run_id: str, modality: str,
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NONE, task_run_name="publish {run_id}")
 def publish_run(root: str, cfg: ArtifactsConfig, run_id: str, modality: str,
-                patterns: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+                patterns: list[str] | None, extra: dict[str, Any]) -> dict[str, Any]:
     """publish_outputs, retried under `<run_id>.retryN`: ids of interrupted publishes stay taken."""
     attempt = max(0, int(task_run.run_count or 1) - 1)
     return publish_outputs(root, cfg, run_id if attempt == 0 else f"{run_id}.retry{attempt}",
@@ -101,18 +96,18 @@ def current_champion(cfg: ArtifactsConfig, modality: str) -> tuple[str, Score] |
 
 
 @task(retries=2, retry_delay_seconds=5, cache_policy=NONE)
-def fetch_champion_checkpoint(cfg: ArtifactsConfig, modality: str, dest: str) -> str | None:
+def fetch_champion_checkpoint(root: str, cfg: ArtifactsConfig, modality: str, dest: str) -> str | None:
     """Download champion:<modality>'s checkpoint (checksum-verified) under dest; None without one."""
     store = ArtifactStore.from_config(cfg)
     pointer = store.pointer(modality, "champion")
     if pointer is None:
         run_logger().info("no champion for %s: pretraining from scratch", modality)
         return None
-    rel = f"models/{modality}/checkpoint.pt"
+    rel = Layout.from_params(Path(root) / PARAMS_FILE).checkpoint(modality).as_posix()  # runs keep repo paths
     [path] = store.download(pointer.run_id, Path(dest) / pointer.run_id, path=rel)
     run_logger().info("warm start for %s from %s (%s)", modality, pointer.run_id, rel)
     return str(path)
 
 
-__all__ = ["PUBLISH_PATHS", "current_champion", "fetch_champion_checkpoint", "files_to_publish",
+__all__ = ["current_champion", "fetch_champion_checkpoint", "files_to_publish",
            "promote", "publish_outputs", "publish_run", "store_config"]

@@ -16,16 +16,15 @@ from prefect import flow, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from d2v import MODALITIES
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.store import new_run_id
+from d2v.layout import MODALITIES, Layout
 from pipelines.flows.logs import run_logger
 from pipelines.flows.benchmark import PIPELINE_STAGES, publish_report_artifact, run_stages
 from pipelines.flows.data import DATA_STAGES, REFRESH_STAGES, data_flow
 from pipelines.flows.decision import Decision, Score, decide, pretrain_loss_score, primary_eval_score
-from pipelines.flows.evaluate import EVAL_STAGE, eval_metrics_path
+from pipelines.flows.evaluate import EVAL_STAGE
 from pipelines.flows.publish import (
-    PUBLISH_PATHS,
     current_champion,
     fetch_champion_checkpoint,
     promote,
@@ -33,10 +32,12 @@ from pipelines.flows.publish import (
     store_config,
 )
 
+
 def candidate_score(root: Path, modality: str, score_from: Literal["eval", "pretrain"]) -> Score:
+    layout = Layout.of_checkout(root)
     if score_from == "eval":
-        return primary_eval_score(eval_metrics_path(root, modality))
-    return pretrain_loss_score(root / "metrics" / "pretrain" / f"{modality}.json")
+        return primary_eval_score(layout.eval_metrics(modality))
+    return pretrain_loss_score(layout.pretrain_summary(modality))
 
 
 # No task retries: the store already retries transient S3 errors, and a blind retry after a
@@ -48,7 +49,7 @@ def judge_and_publish(
     run_id: str,
     modality: str,
     score_from: Literal["eval", "pretrain"],
-    publish_paths: list[str],
+    publish_paths: list[str] | None,
     extra: dict[str, Any],
 ) -> tuple[Decision, dict[str, Any]]:
     """Compare the fresh model with the champion, publish it with the decision, promote if not worse."""
@@ -73,9 +74,8 @@ def retrain_flow(
     stages: list[str] = PIPELINE_STAGES,
     warm_start: bool = False,
     nproc_per_node: int | None = None,
-    eval_mode: Literal["concurrent", "dvc"] = "concurrent",
     score_from: Literal["auto", "eval", "pretrain"] = "auto",
-    publish_paths: list[str] = PUBLISH_PATHS,
+    publish_paths: list[str] | None = None,
     artifacts_uri: str | None = None,
     artifacts_endpoint_url: str | None = None,
     run_id: str | None = None,
@@ -86,8 +86,8 @@ def retrain_flow(
                          refresh_stages=refresh_stages)
     # Champion checkpoints go to a temporary directory: they are inputs, not outputs of the repo.
     warm_dir = tempfile.mkdtemp(prefix="d2v-warm-start-") if warm_start else ""
-    init = {m: fetch_champion_checkpoint(cfg, m, warm_dir) for m in modalities} if warm_start else {}
-    results = run_stages(root, modalities, stages, nproc_per_node, eval_mode, init)
+    init = {m: fetch_champion_checkpoint(root, cfg, m, warm_dir) for m in modalities} if warm_start else {}
+    results = run_stages(root, modalities, stages, nproc_per_node, init)
     source: Literal["eval", "pretrain"] = (
         ("eval" if EVAL_STAGE in stages else "pretrain") if score_from == "auto" else score_from)
     base = run_id or new_run_id()

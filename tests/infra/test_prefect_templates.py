@@ -109,7 +109,7 @@ def _launch(**variables: str) -> subprocess.CompletedProcess[str]:
 
 def test_multinode_launcher_renders_an_indexed_job_with_c10d_rendezvous() -> None:
     result = _launch(JOB_NAME="pretrain-7", NNODES="4", GPUS_PER_NODE="8", RDZV_PORT="29500",
-                     TRAIN_ARGS="--params params.yaml")
+                     TRAIN_ARGS="text --params params.yaml")
     assert result.returncode == 0, result.stderr
     service, job = yaml.safe_load_all(result.stdout)
     assert service["kind"] == "Service" and service["spec"]["clusterIP"] == "None"
@@ -123,7 +123,7 @@ def test_multinode_launcher_renders_an_indexed_job_with_c10d_rendezvous() -> Non
     for flag in ("--nnodes=4", "--nproc_per_node=8", "--rdzv_backend=c10d",
                  "--rdzv_endpoint=pretrain-7-0.pretrain-7:29500", "--rdzv_id=pretrain-7"):
         assert flag in command
-    assert command[-4:] == ["-m", "d2v.train", "--params", "params.yaml"]
+    assert command[-6:] == ["-m", "d2v.cli", "pretrain", "text", "--params", "params.yaml"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
     assert pod["volumes"][0]["emptyDir"]["medium"] == "Memory"
 

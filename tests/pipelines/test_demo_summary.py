@@ -1,13 +1,23 @@
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 from d2v.eval.baseline import BaselineRecord, write_eval_metrics
-from pipelines.demo_summary import headline_rows
+from d2v.layout import Layout
+from pipelines.demo_summary import headline_rows, output_files
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _layout(eval_dir: Path) -> Layout:
+    return dataclasses.replace(Layout.from_params(REPO / "params.yaml"), eval_metrics_dir=eval_dir)
 
 
 def test_headline_rows_give_each_main_task_and_its_verdict(tmp_path) -> None:
     write_eval_metrics(tmp_path / "image.json", [BaselineRecord("linear_probe", "top1", True, 0.66, 0.44, 0.22, 3, 1, 1.0, 0.19, 0.26)])
     write_eval_metrics(tmp_path / "text.json", [BaselineRecord("average", "score", True, 0.545, 0.538, 0.007, 6, 3, 1.0, -0.002, 0.017)])
-    rows = headline_rows(tmp_path)
+    rows = headline_rows(_layout(tmp_path))
     assert len(rows) == 3
     image, speech, text = rows  # MODALITIES order
     assert "linear_probe" in image and "delta +0.2200" in image and image.endswith("pretraining helps: yes")
@@ -23,9 +33,17 @@ def test_speech_headline_shows_the_cer_beside_the_wer(tmp_path) -> None:
         BaselineRecord("ctc_cer", "cer", False, 0.954, 0.774, 0.180, 214, 80, 1.0, 0.169, 0.190),
         BaselineRecord("ctc_asr_real_wer", "asr_real_wer", False, 1.0, 1.27, -0.27, 214, 544, 1.0),
     ])
-    rows = [row for row in headline_rows(tmp_path) if row.split()[0] == "speech"]
+    rows = [row for row in headline_rows(_layout(tmp_path)) if row.split()[0] == "speech"]
     assert len(rows) == 2
     assert "ctc " in rows[0] and rows[0].endswith(
         "pretraining helps: inconclusive (the better run's transcripts are near-empty: 5% of the reference length)"
     )
     assert "ctc_cer" in rows[1] and rows[1].endswith("pretraining helps: no")
+
+
+def test_output_files_lists_the_layouts_metrics_that_exist(tmp_path) -> None:
+    layout = Layout.from_params(REPO / "params.yaml").under(tmp_path)
+    for path in (layout.pretrain_summary("text"), layout.validation_report("image")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    assert output_files(layout) == sorted([layout.pretrain_summary("text"), layout.validation_report("image")])

@@ -1,7 +1,7 @@
 """End to end on 127.0.0.1: a Prefect server, a process worker, prefect.yaml deployed, S3 = moto.
 
-The deployments run the real stages (dvc repro, torchrun pretraining, evaluation when dvc.yaml has
-it) on the tiny profile in a temporary git copy of the repository, and publish to moto over HTTP.
+The deployments run the real stages (every one through `dvc repro`: data, pretraining, evaluation
+when dvc.yaml has it) on the tiny profile in a temporary git copy of the repository, and publish to moto over HTTP.
 Only the image modality runs, to keep the module near two minutes on 2 cores. The `report` stage
 is left out: it reads every modality's metrics, so it would pretrain all three.
 """
@@ -117,6 +117,28 @@ def test_benchmark_deployment_publishes_a_verified_run_to_s3(stack: Stack, moto_
     assert latest["run_id"] == "bench-e2e-image"
     report = run(["prefect", "artifact", "inspect", "d2v-benchmark-report"], stack.repo, stack.env)
     assert "markdown" in report and "bench-e2e-image" in report
+
+
+def _outputs_state(repo: Path) -> dict[str, tuple[int, str]]:
+    """(mtime in ns, sha256) of the image model's outputs and of dvc.lock."""
+    paths = [repo / "models" / "image" / "checkpoint.pt", repo / "metrics" / "pretrain" / "image.json",
+             repo / "metrics" / "eval" / "image.json", repo / "dvc.lock"]
+    return {p.relative_to(repo).as_posix(): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in paths if p.is_file()}
+
+
+@pytest.mark.slow
+def test_a_second_benchmark_run_retrains_nothing(stack: Stack, moto_server: str, s3_bucket: str) -> None:
+    """The flows run stages through `dvc repro`: what is up to date is skipped, nothing is re-recorded."""
+    params = {"modalities": ["image"], "data_stages": ["validate"], "stages": stack.stages, "publish": False}
+    run_deployment(stack, "benchmark/benchmark", params)  # up to date afterwards (quick if already so)
+    status = run(["dvc", "status", *[f"{s}@image" for s in stack.stages]], stack.repo, stack.env)
+    assert "up to date" in status, status
+    before = _outputs_state(stack.repo)
+    assert "models/image/checkpoint.pt" in before
+
+    run_deployment(stack, "benchmark/benchmark", params)
+    assert _outputs_state(stack.repo) == before  # a retrained model would have a new mtime (and bytes)
 
 
 @pytest.mark.slow

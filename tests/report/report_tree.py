@@ -22,7 +22,7 @@ DVC_LOCK = """\
 schema: '2.0'
 stages:
   prepare@image:
-    cmd: python -m pipelines.stages.data prepare image
+    cmd: d2v data prepare image
     outs:
     - path: data/prepared/image
       hash: md5

@@ -7,6 +7,7 @@ import json
 import time
 
 from d2v.config import load_params
+from d2v.layout import MODALITIES, PARAMS_FILE
 from d2v.errors import D2VError
 
 ACTIONS = ("download", "prepare", "tokenize", "validate")
@@ -15,8 +16,8 @@ ACTIONS = ("download", "prepare", "tokenize", "validate")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="download, prepare, tokenize or validate a modality's data")
     parser.add_argument("action", choices=ACTIONS)
-    parser.add_argument("modality", choices=["image", "speech", "text"])
-    parser.add_argument("--params", default="params.yaml", help="path to params.yaml")
+    parser.add_argument("modality", choices=MODALITIES)
+    parser.add_argument("--params", default=str(PARAMS_FILE), help="path to params.yaml")
     parser.set_defaults(func=run)
 
 

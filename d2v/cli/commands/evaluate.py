@@ -7,8 +7,8 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from d2v import MODALITIES
 from d2v.config import load_params
+from d2v.layout import CHECKPOINT_NAME, EVAL_METRICS_DIR, MODALITIES, MODELS_DIR, PARAMS_FILE, Layout
 from d2v.eval.seeds import parse_seeds, seed_spread, write_seed_spread
 
 if TYPE_CHECKING:  # torch is imported only when the command runs
@@ -25,10 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Every evaluation also runs from random init with the same budget and seed.",
     )
     parser.add_argument("modality", choices=MODALITIES)
-    parser.add_argument("--params", default="params.yaml", help="path to params.yaml")
-    parser.add_argument("--checkpoint", help="default: <models-dir>/<modality>/checkpoint.pt")
-    parser.add_argument("--models-dir", default="models")
-    parser.add_argument("--out", default="metrics/eval", help="writes <out>/<modality>.json")
+    parser.add_argument("--params", default=str(PARAMS_FILE), help="path to params.yaml")
+    parser.add_argument("--checkpoint", help=f"default: <models-dir>/<modality>/{CHECKPOINT_NAME}")
+    parser.add_argument("--models-dir", default=str(MODELS_DIR))
+    parser.add_argument("--out", default=str(EVAL_METRICS_DIR), help="writes <out>/<modality>.json")
     parser.add_argument(
         "--seeds",
         help="comma-separated fine-tuning seeds, e.g. 0,1,2: the whole evaluation once per seed (results in "
@@ -43,14 +43,15 @@ def run(args: argparse.Namespace) -> int:
     from d2v.eval.stage import evaluate_modality  # torch import only when the command runs
 
     modality = args.modality
-    checkpoint = Path(args.checkpoint) if args.checkpoint else Path(args.models_dir) / modality / "checkpoint.pt"
+    layout = dataclasses.replace(Layout.from_data(params.data), models_dir=Path(args.models_dir))
+    checkpoint = Path(args.checkpoint) if args.checkpoint else layout.checkpoint(modality)
     cfg = getattr(params.evaluate, modality)
     out = Path(args.out)
 
     def evaluate(eval_cfg: Any, out_dir: Path) -> list[BaselineRecord]:
         return evaluate_modality(
             modality, getattr(params.model, modality), eval_cfg,
-            data_root=Path(params.data.prepared_dir) / modality, checkpoint=checkpoint, out_dir=out_dir,
+            data_root=layout.prepared(modality), checkpoint=checkpoint, out_dir=out_dir,
             side_by_side=params.evaluate.side_by_side,
         )
 

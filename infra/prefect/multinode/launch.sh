@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Launch multi-node data2vec pretraining on Kubernetes: renders torchrun-job.yaml and applies it.
 #   NNODES=4 GPUS_PER_NODE=8 IMAGE=registry/d2v:0.1.0 \
-#   TRAIN_ARGS="--params params.yaml" infra/prefect/multinode/launch.sh
+#   TRAIN_ARGS="image --params params.yaml" infra/prefect/multinode/launch.sh
 #   RENDER_ONLY=1 infra/prefect/multinode/launch.sh > job.yaml     # inspect instead of applying
 # Every variable below may be overridden from the environment. A Prefect task can run this script
 # (or apply the same rendered manifest) to drive a multi-node run from a flow.
@@ -22,7 +22,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 : "${MEMORY_REQUEST:=256Gi}"
 : "${MEMORY_LIMIT:=512Gi}"
 : "${SHM_SIZE:=64Gi}"
-: "${TRAIN_ARGS:=}"                    # arguments after `-m d2v.train`
+: "${TRAIN_ARGS:=image}"               # arguments of `d2v pretrain`: the modality, then options
 TEMPLATE_VARS=(NNODES GPUS_PER_NODE JOB_NAME NAMESPACE IMAGE SERVICE_ACCOUNT S3_SECRET RDZV_PORT
     RDZV_JOIN_TIMEOUT_S MAX_RESTARTS CPU_REQUEST MEMORY_REQUEST MEMORY_LIMIT SHM_SIZE TRAIN_ARGS)
 

@@ -1,24 +1,28 @@
-"""The DVC side of the flows: which stages exist, their commands, `dvc repro` and `dvc commit`.
+"""The DVC side of the pipelines, Prefect-free: which stages exist, `dvc repro`, what it ran.
 
 Stage lists are names as written in dvc.yaml: a `foreach` group name (`pretrain`) expands to its
 instances for the chosen modalities (`pretrain@image`), a plain stage (`tokenize`, `report`) stays
 as it is. New stages are picked up by naming them in a flow parameter; no code change.
+
+Prefect-free on purpose (pipelines/flows/decision.py and tests use it without a Prefect import);
+the Prefect tasks around these are in pipelines/flows/dvc_tasks.py.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import yaml
-from prefect import task
-from prefect.cache_policies import NONE
 
 from d2v.errors import D2VError
-from pipelines.flows.logs import run_logger
-from pipelines.flows.commands import run_streaming
+from d2v.layout import Layout
+
+# `dvc repro` prints this line before it runs a stage's command (and "Stage '...' didn't change,
+# skipping" for one that is up to date).
+_RUNNING_STAGE = re.compile(r"^Running stage '([^']+)':")
 
 
 def available_stages(root: Path) -> list[str]:
@@ -56,22 +60,25 @@ def stage_command(root: Path, target: str) -> str:
     return cmd if isinstance(cmd, str) else " && ".join(cmd)
 
 
-def d2v_args(cmd: str, target: str) -> list[str]:
-    """`d2v pretrain image` -> ['pretrain', 'image'], for launching the same CLI under torchrun."""
-    words = shlex.split(cmd)
-    if not words or words[0] != "d2v" or any(w in {"&&", "|", ";"} for w in words):
-        raise D2VError(f"dvc.yaml: stage {target!r} runs {cmd!r}; expected one `d2v ...` command "
-                       "to launch it under torchrun")
-    return words[1:]
+def repro_command(targets: Sequence[str], force: bool = False, single_item: bool = False) -> list[str]:
+    """`dvc repro [--force] [--single-item] <targets>`: runs only what `dvc status` says is stale."""
+    return ["dvc", "repro", *(["--force"] if force else []), *(["--single-item"] if single_item else []),
+            *targets]
 
 
-def prepared_data_versions(root: Path, prepared_dir: str, modalities: Sequence[str]) -> dict[str, str]:
-    """md5 that dvc.lock records for data/prepared/<modality>: the data version a model saw."""
-    lock_path = root / "dvc.lock"
+def reproduced_stages(output_lines: Iterable[str]) -> list[str]:
+    """The stages a `dvc repro` ran (not those it skipped as up to date), from its output."""
+    found = (_RUNNING_STAGE.match(line.strip()) for line in output_lines)
+    return [match.group(1) for match in found if match]
+
+
+def prepared_data_versions(root: Path, layout: Layout, modalities: Sequence[str]) -> dict[str, str]:
+    """md5 that dvc.lock records for each modality's prepared data: the data version a model saw."""
+    lock_path = root / layout.dvc_lock
     if not lock_path.is_file():
         return {}
     lock = yaml.safe_load(lock_path.read_text(encoding="utf-8")) or {}
-    wanted = {f"{prepared_dir.rstrip('/')}/{m}": m for m in modalities}
+    wanted = {layout.prepared(m).as_posix(): m for m in modalities}
     versions: dict[str, str] = {}
     for stage in (lock.get("stages") or {}).values():
         for out in stage.get("outs") or []:
@@ -79,25 +86,6 @@ def prepared_data_versions(root: Path, prepared_dir: str, modalities: Sequence[s
             if modality is not None and out.get("md5"):
                 versions[modality] = str(out["md5"])
     return versions
-
-
-@task(retries=2, retry_delay_seconds=10, cache_policy=NONE, task_run_name="dvc repro {targets}")
-def dvc_repro(root: str, targets: list[str], force: bool = False, single_item: bool = False) -> None:
-    """`dvc repro [--force] [--single-item] <targets>`; retried: downloads fail transiently."""
-    logger = run_logger()
-    cmd = ["dvc", "repro", *(["--force"] if force else []), *(["--single-item"] if single_item else []),
-           *targets]
-    logger.info("$ %s", " ".join(cmd))
-    run_streaming(cmd, Path(root), logger.info)
-
-
-@task(cache_policy=NONE, task_run_name="dvc commit {targets}")
-def dvc_commit(root: str, targets: list[str]) -> None:
-    """Record outputs produced outside `dvc repro` in dvc.lock, exactly as a repro would."""
-    logger = run_logger()
-    cmd = ["dvc", "commit", "--force", *targets]
-    logger.info("$ %s", " ".join(cmd))
-    run_streaming(cmd, Path(root), logger.info)
 
 
 def read_json(path: Path) -> dict | list:
@@ -109,5 +97,5 @@ def read_json(path: Path) -> dict | list:
         raise D2VError(f"{path}: not valid JSON: {exc}") from None
 
 
-__all__ = ["available_stages", "d2v_args", "dvc_commit", "dvc_repro", "expand_stages",
-           "prepared_data_versions", "read_json", "stage_command"]
+__all__ = ["available_stages", "expand_stages", "prepared_data_versions", "read_json", "repro_command",
+           "reproduced_stages", "stage_command"]
