@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Modality = Literal["image", "speech", "text"]
+from d2v.layout import Modality
 
 
 @dataclass(frozen=True, kw_only=True)
