@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from d2v.core.health import effective_rank, relative_loss
 from d2v.core.types import Data2VecOutput
 from d2v.errors import D2VError
 from d2v.train.checkpoint import ModelFingerprint
@@ -67,6 +68,9 @@ class StandInModel(nn.Module):
         logs = {
             "target_var": float(target.var()),
             "pred_var": float(pred.detach().var()),
+            "rel_loss": float(relative_loss(pred.detach(), target)),
+            "target_rank": float(effective_rank(target)),
+            "pred_rank": float(effective_rank(pred.detach())),
             "tau": self.tau,
             "masked_fraction": float(mask.float().mean()),
         }

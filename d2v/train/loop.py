@@ -45,7 +45,7 @@ from d2v.train.optim import build_optimizer
 from d2v.train.progress import Progress
 from d2v.train.schedules import StepScheduler
 
-LOG_KEYS = ("target_var", "pred_var", "tau", "masked_fraction")
+LOG_KEYS = ("target_var", "pred_var", "rel_loss", "target_rank", "pred_rank", "tau", "masked_fraction")
 RECENT_LOSSES = 10  # the summary's final_loss_avg averages this many last finite losses
 
 

@@ -19,6 +19,9 @@ STEP_COLUMNS = (
     "loss",
     "target_var",
     "pred_var",
+    "rel_loss",  # 1 - R^2 at masked positions (d2v.core.health): 1.0 = no better than channel means
+    "target_rank",  # effective ranks of the targets and predictions
+    "pred_rank",
     "lr",
     "tau",
     "masked_fraction",
