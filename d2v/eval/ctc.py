@@ -28,7 +28,7 @@ from d2v.eval.config import SpeechEvalConfig
 from d2v.eval.data import Collate, EvalResult, get_split, make_bucketed_loader, make_loader, take_subset
 from d2v.eval.metrics import character_error_rate, output_length_ratio, word_error_rate
 from d2v.eval.progress import UpdateLog
-from d2v.eval.schedules import tri_stage
+from d2v.train.schedules import multiplier, tri_stage_lr
 
 BLANK, WORD_SEPARATOR = "<blank>", "|"
 PREDICT_BATCH_SIZE = 16
@@ -157,8 +157,11 @@ def build_optimizer(model: CtcModel, cfg: SpeechEvalConfig) -> tuple[torch.optim
         model.encoder.feature_extractor.requires_grad_(False)  # type: ignore[union-attr]
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    multiplier = tri_stage(cfg.steps, cfg.tri_stage, cfg.init_lr_scale, cfg.final_lr_scale)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+    tri_stage = multiplier(
+        tri_stage_lr, total_steps=cfg.steps, fractions=cfg.tri_stage,
+        init_scale=cfg.init_lr_scale, final_scale=cfg.final_lr_scale,
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, tri_stage)
 
 
 @torch.no_grad()

@@ -38,7 +38,7 @@ from d2v.eval.data import (
 )
 from d2v.eval.metrics import accuracy, pearson, spearman, top_k_accuracy
 from d2v.eval.progress import UpdateLog
-from d2v.eval.schedules import warmup_cosine
+from d2v.train.schedules import cosine_lr, multiplier, warmup_steps_for
 
 # A train-time augmentation: (batch, generator) -> batch. Seeded by the caller's generator.
 Augment = Callable[[Batch, torch.Generator], Batch]
@@ -176,7 +176,9 @@ def finetune(
     loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=seed, collate=collate)
     optimizer = torch.optim.AdamW(parameter_groups(model, cfg, next(iter(loader))), betas=(0.9, 0.999))
     total_steps = cfg.epochs * len(loader)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup_fraction))
+    warmup_steps = warmup_steps_for(total_steps, cfg.warmup_fraction)
+    cosine = multiplier(cosine_lr, warmup_steps=warmup_steps, total_steps=total_steps, min_lr=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
     augment_generator = torch.Generator().manual_seed(seed + 2)
     losses: list[float] = []
     log = UpdateLog(where, total_steps)
