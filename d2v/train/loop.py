@@ -177,7 +177,7 @@ def _setup(
     resume: bool,
 ) -> tuple[_Trainer, _State]:
     model.to(env.device)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
     scheduler = StepScheduler(optimizer, cfg)
     generator = torch.Generator()  # CPU: masks are drawn on CPU and moved by the model
     state = _State()
