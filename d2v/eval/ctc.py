@@ -27,7 +27,7 @@ from d2v.errors import D2VError
 from d2v.eval.config import SpeechEvalConfig
 from d2v.eval.data import Collate, EvalResult, get_split, make_bucketed_loader, make_loader, take_subset
 from d2v.eval.metrics import character_error_rate, output_length_ratio, word_error_rate
-from d2v.eval.progress import UpdateLog
+from d2v.progress import UpdateLog
 from d2v.train.optim import build_optimizer
 from d2v.train.schedules import multiplier, tri_stage_lr
 

@@ -37,7 +37,7 @@ from d2v.eval.data import (
     take_subset,
 )
 from d2v.eval.metrics import accuracy, pearson, spearman, top_k_accuracy
-from d2v.eval.progress import UpdateLog
+from d2v.progress import UpdateLog
 from d2v.train.optim import LayerDecay, build_optimizer
 from d2v.train.schedules import cosine_lr, multiplier, warmup_steps_for
 
