@@ -22,7 +22,7 @@ import torch
 
 import d2v.eval.ctc as ctc
 from d2v.config import ModelChoice
-from d2v.data.io import write_json
+from d2v.atomic import atomic_write_json
 from d2v.data.datasets import SpeechCollate
 from d2v.eval.config import SpeechEvalConfig
 from d2v.models import build_model, model_spec
@@ -89,7 +89,7 @@ def main() -> None:
     print(f"cache speed-up: {cache_speedup:.2f}x (losses identical to rtol 1e-4); length buckets: {bucket_speedup:.2f}x")
     payload = {"threads": torch.get_num_threads(), "cores": os.cpu_count(), "torch": torch.__version__,
                "cache_speedup": round(cache_speedup, 2), "bucket_speedup": round(bucket_speedup, 2), "rows": rows}
-    write_json(RESULTS, payload)  # atomic: a temporary name, then rename
+    atomic_write_json(RESULTS, payload)  # atomic: a temporary name, then rename
     print(f"wrote {RESULTS}")
 
 

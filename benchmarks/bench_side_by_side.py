@@ -25,7 +25,7 @@ import torch
 
 from d2v.config import ModelChoice
 from d2v.data.datasets import SpeechCollate, TextCollate
-from d2v.data.io import write_json
+from d2v.atomic import atomic_write_json
 from d2v.eval.baseline import compare_with_random_init
 from d2v.eval.config import FinetuneConfig
 from d2v.eval.ctc import ctc_finetune
@@ -97,7 +97,7 @@ def main() -> None:
     for row in rows:
         same = "yes" if row["same_metrics"] else f"no (max difference {row['max_metric_difference']:.4g})"
         print(f"{row['comparison']} | {row['in_turn_s']} | {row['side_by_side_s']} | {row['speedup']}x | {same}")
-    write_json(RESULTS, {"threads": threads, "cores": os.cpu_count(), "torch": torch.__version__, "rows": rows})
+    atomic_write_json(RESULTS, {"threads": threads, "cores": os.cpu_count(), "torch": torch.__version__, "rows": rows})
     print(f"wrote {RESULTS}")
 
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from d2v.config import ModelChoice
-from d2v.data.io import write_json
+from d2v.atomic import atomic_write_json
 from d2v.models import build_model, model_spec
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
@@ -100,7 +100,7 @@ def main() -> None:
         "torch": torch.__version__,
         "rows": rows,
     }
-    write_json(RESULTS, payload)  # atomic: a temporary name, then rename
+    atomic_write_json(RESULTS, payload)  # atomic: a temporary name, then rename
     print(f"wrote {RESULTS}")
 
 

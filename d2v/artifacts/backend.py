@@ -1,4 +1,4 @@
-"""The storage interface the artifact store is written against, and the `file://` backend.
+"""The `file://` backend, and `open_backend` (the interface it implements is in `interface`).
 
 Keys are POSIX-style relative paths ("runs/<id>/model.pt"); a backend maps them onto a directory or
 onto `s3://bucket/prefix/<key>`. Every write is atomic from a reader's point of view: a local file
@@ -9,48 +9,16 @@ only once its upload (single or multipart) has completed.
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO
 
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, RunExistsError
+from d2v.artifacts.interface import Backend, BytesCallback, ObjectInfo
+from d2v.atomic import atomic_open, atomic_write_bytes, is_temporary
 
-# Called with the number of bytes moved since the previous call (the boto3 Callback convention).
-BytesCallback = Callable[[int], None]
-
-_TMP_MARKER = ".d2v-tmp-"
 _COPY_CHUNK = 1 << 20
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    key: str
-    size: int
-
-
-class Backend(Protocol):
-    """What the artifact store needs from a storage system."""
-
-    uri: str
-
-    def put_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None: ...
-
-    def get_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None: ...
-
-    def put_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
-        """Write `data`; with overwrite=False refuse (RunExistsError) if `key` already exists."""
-        ...
-
-    def get_bytes(self, key: str) -> bytes: ...
-
-    def exists(self, key: str) -> bool: ...
-
-    def list(self, prefix: str) -> Iterator[ObjectInfo]:
-        """Objects whose key starts with `prefix` (plain string prefix), in key order."""
-        ...
 
 
 class LocalBackend:
@@ -65,37 +33,21 @@ class LocalBackend:
         return self.root.joinpath(*key.split("/"))
 
     def put_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None:
-        target = self._path(key)
-        tmp = _tmp_name(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            _copy(path, tmp, callback)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with open(path, "rb") as src, atomic_open(self._path(key), "wb") as dst:
+            _copy(src, dst, callback)
 
     def get_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None:
         source = self._path(key)
         if not source.is_file():
             raise ArtifactNotFoundError(f"{self.uri}: no object {key!r}")
-        _copy(source, path, callback)
+        with open(source, "rb") as src, open(path, "wb") as dst:  # the caller's name is temporary
+            _copy(src, dst, callback)
 
     def put_bytes(self, key: str, data: bytes, *, overwrite: bool = True) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _tmp_name(target)
         try:
-            tmp.write_bytes(data)
-            if overwrite:
-                os.replace(tmp, target)
-            else:
-                # link() fails if the name exists: an atomic create-if-absent.
-                try:
-                    os.link(tmp, target)
-                except FileExistsError:
-                    raise RunExistsError(f"{self.uri}: object {key!r} already exists") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+            atomic_write_bytes(self._path(key), data, overwrite=overwrite)
+        except FileExistsError:  # overwrite=False: an atomic create-if-absent
+            raise RunExistsError(f"{self.uri}: object {key!r} already exists") from None
 
     def get_bytes(self, key: str) -> bytes:
         source = self._path(key)
@@ -115,7 +67,7 @@ class LocalBackend:
         found = []
         for dirpath, _dirnames, filenames in os.walk(base):
             for name in filenames:
-                if _TMP_MARKER in name:
+                if is_temporary(name):  # a write in progress
                     continue
                 full = Path(dirpath, name)
                 key = full.relative_to(self.root).as_posix()
@@ -147,16 +99,11 @@ def _check_key(key: str) -> None:
         raise ArtifactError(f"invalid object key {key!r} (expected a relative path without '..')")
 
 
-def _tmp_name(target: Path) -> Path:
-    return target.with_name(f"{target.name}{_TMP_MARKER}{uuid.uuid4().hex[:8]}")
+def _copy(source: BinaryIO, target: BinaryIO, callback: BytesCallback | None) -> None:
+    while chunk := source.read(_COPY_CHUNK):
+        target.write(chunk)
+        if callback is not None:
+            callback(len(chunk))
 
 
-def _copy(source: Path, target: Path, callback: BytesCallback | None) -> None:
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        while chunk := src.read(_COPY_CHUNK):
-            dst.write(chunk)
-            if callback is not None:
-                callback(len(chunk))
-
-
-__all__ = ["Backend", "BytesCallback", "LocalBackend", "ObjectInfo", "open_backend"]
+__all__ = ["LocalBackend", "open_backend"]

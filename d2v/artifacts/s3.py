@@ -20,9 +20,9 @@ import botocore.session
 from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 
-from d2v.artifacts.backend import BytesCallback, ObjectInfo
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, RunExistsError
+from d2v.artifacts.interface import BytesCallback, ObjectInfo
 from d2v.artifacts.retry import call_with_retry
 
 T = TypeVar("T")

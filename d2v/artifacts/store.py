@@ -14,11 +14,9 @@ they stay invisible, and the run id stays taken (ids are never reused, so a retr
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -26,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from d2v import MODALITIES
-from d2v.artifacts.backend import Backend, open_backend
+from d2v.artifacts.backend import open_backend
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.errors import (
     ArtifactError,
@@ -34,6 +32,7 @@ from d2v.artifacts.errors import (
     ChecksumMismatchError,
     RunExistsError,
 )
+from d2v.artifacts.interface import Backend, NoProgress, TransferProgress
 from d2v.artifacts.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_NAME,
@@ -44,8 +43,8 @@ from d2v.artifacts.manifest import (
     parse_manifest,
     sha256_file,
 )
-from d2v.artifacts.progress import NoProgress, TransferProgress
 from d2v.artifacts.provenance import collect_provenance
+from d2v.atomic import atomic_path
 from d2v.config import from_mapping, to_mapping
 from d2v.errors import ConfigError
 
@@ -202,9 +201,7 @@ class ArtifactStore:
         written = []
         for entry in entries:
             target = dest.joinpath(*entry.path.split("/"))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.part")
-            try:
+            with atomic_path(target) as tmp:  # a corrupt object never replaces the file
                 cb = progress.file_started("download", entry.path, entry.size)
                 self.backend.get_file(run_key(run_id, entry.path), tmp, cb)
                 actual = sha256_file(tmp)
@@ -213,9 +210,6 @@ class ArtifactStore:
                         f"run {run_id}: {entry.path}: sha256 {actual} does not match the manifest "
                         f"({entry.sha256}); the stored object is corrupt or was modified"
                     )
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
             progress.file_done("download", entry.path, entry.size)
             written.append(target)
         return written

@@ -19,6 +19,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from d2v.atomic import durable_replace
 from d2v.data.io import sha256_file
 from d2v.errors import D2VError
 
@@ -59,7 +60,7 @@ def download(url: str, dest: str | Path, checksum: str = "", algorithm: str = "s
     if checksum and digest != checksum:
         part.unlink()
         raise D2VError(f"{url}: {algorithm} mismatch: expected {checksum}, got {digest} (partial file removed)")
-    os.replace(part, dest)
+    durable_replace(part, dest)
     return digest
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from d2v.data.config import ImageConfig
-from d2v.data.io import atomic_dir, write_csv, write_json, write_npy
+from d2v.atomic import atomic_dir, atomic_write_json
+from d2v.data.io import write_csv, write_npy
 from d2v.data.sources.image import (
     FASHION_MNIST_CLASSES,
     list_image_folder,
@@ -46,7 +47,7 @@ def prepare_image(cfg: ImageConfig, seed: int, out_dir: str | Path) -> dict[str,
             rows += _write_shards(staging, name, split, cfg.shard_size)
         write_csv(staging / "manifest.csv", MANIFEST_COLUMNS, rows)
         train = splits["train"].images.astype(np.float64) / 255.0
-        write_json(staging / "meta.json", {
+        atomic_write_json(staging / "meta.json", {
             "source": cfg.source,
             "num_classes": len(classes),
             "class_names": list(classes),

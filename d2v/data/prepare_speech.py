@@ -22,7 +22,8 @@ import numpy as np
 
 from d2v.core.types import SPEECH_SAMPLE_RATE
 from d2v.data.config import SpeechConfig
-from d2v.data.io import assign_split, atomic_dir, write_csv, write_json, write_npy
+from d2v.atomic import atomic_dir, atomic_write_json
+from d2v.data.io import assign_split, write_csv, write_npy
 from d2v.data.sources import speech as src
 from d2v.data.sources.text import read_wordnet_glosses
 from d2v.errors import D2VError
@@ -49,7 +50,7 @@ def prepare_speech(cfg: SpeechConfig, seed: int, raw_dir: str | Path, wordnet_di
     with atomic_dir(out_dir) as staging:
         rows, stats = _write_shards(staging, utterances, cfg.shard_seconds)
         write_csv(staging / "manifest.csv", MANIFEST_COLUMNS, rows)
-        write_json(staging / "meta.json", {"source": cfg.source, "sample_rate": SPEECH_SAMPLE_RATE,
+        atomic_write_json(staging / "meta.json", {"source": cfg.source, "sample_rate": SPEECH_SAMPLE_RATE,
                                            "dtype": "int16", "splits": stats, "test_speakers": test_speakers})  # fmt: skip
     return stats
 

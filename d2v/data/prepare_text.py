@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from d2v.data.config import TextConfig
-from d2v.data.io import assign_split, atomic_dir, write_csv, write_json
+from d2v.atomic import atomic_dir, atomic_write_json
+from d2v.data.io import assign_split, write_csv
 from d2v.data.sources import text as src
 from d2v.data.sources.glue import read_glue_tasks
 from d2v.errors import D2VError
@@ -53,7 +54,7 @@ def prepare_text(cfg: TextConfig, seed: int, raw_dir: str | Path, out_dir: str |
         for name, rows in tasks.items():
             write_csv(staging / "tasks" / f"{name}.csv", TASK_COLUMNS, rows)
             counts[name] = len(rows)
-        write_json(staging / "meta.json", {"source": cfg.source, "tasks": meta,
+        atomic_write_json(staging / "meta.json", {"source": cfg.source, "tasks": meta,
                                            "held_out_texts": len(held_out), "counts": counts})  # fmt: skip
     return counts
 

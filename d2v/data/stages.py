@@ -11,7 +11,7 @@ from pathlib import Path
 
 from d2v.data.config import DataConfig
 from d2v.data.download import download, extract, pip_download_sdist, sha256_file
-from d2v.data.io import atomic_dir, write_json
+from d2v.atomic import atomic_dir, atomic_write_json
 from d2v.errors import D2VError
 from d2v.layout import DOWNLOAD_CACHE_DIR as CACHE_DIR
 from d2v.layout import Layout
@@ -22,7 +22,7 @@ def run_download(cfg: DataConfig, modality: str) -> dict:
     """Fetch what a source needs into <raw_dir>/<modality> and record the inputs in sources.json."""
     with atomic_dir(Layout.from_data(cfg).raw(modality)) as staging:
         record = {"image": _download_image, "speech": _download_speech, "text": _download_text}[modality](cfg, staging)
-        write_json(staging / "sources.json", record)
+        atomic_write_json(staging / "sources.json", record)
     return record
 
 

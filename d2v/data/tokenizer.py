@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from d2v.core.types import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
-from d2v.data.io import atomic_dir, write_json, write_npy
+from d2v.atomic import atomic_dir, atomic_write_json
+from d2v.data.io import write_npy
 from d2v.errors import D2VError
 
 MASK_PIECE = "<mask>"
@@ -102,5 +103,5 @@ def tokenize(interim_dir: str | Path, out_dir: str | Path, vocab_size: int, sent
             "special_ids": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID, "mask": MASK_ID},
             "tasks": interim_meta["tasks"], "source": interim_meta["source"],
         }  # fmt: skip
-        write_json(staging / "meta.json", meta)
+        atomic_write_json(staging / "meta.json", meta)
     return meta

@@ -16,7 +16,7 @@ import pandas as pd
 
 from d2v.core.types import SPEECH_SAMPLE_RATE
 from d2v.data.gx import Check, run_checks
-from d2v.data.io import write_json
+from d2v.atomic import atomic_write_json
 from d2v.data.prepare_speech import MAX_LABELLED_SECONDS
 from d2v.errors import D2VError
 
@@ -41,7 +41,7 @@ def validate(modality: str, prepared_dir: str | Path, report_path: str | Path, m
     failed = [r for r in records if not r["success"]]
     report = {"modality": modality, "success": not failed, "n_expectations": len(records),
               "n_failed": len(failed), "rows": {k: len(v) for k, v in frames.items()}, "results": records}  # fmt: skip
-    write_json(report_path, report)
+    atomic_write_json(report_path, report)
     if failed:
         lines = [f"{r['file']}: {r['expectation']}({_arg(r)}) failed; unexpected={r['unexpected_count']} "
                  f"observed={r['observed_value']} examples={r['examples']}" for r in failed[:5]]  # fmt: skip

@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -37,12 +34,13 @@ from typing import Callable, Sequence
 
 import torch
 
+from d2v.atomic import atomic_write_json, atomic_write_text
 from d2v.core.types import FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.data import EvalResult
-from d2v.eval.progress import run_label
 from d2v.eval.side_by_side import run_side_by_side, worth_running_side_by_side
 from d2v.eval.significance import PairedTestSet, SubsetScore, paired_bootstrap_interval
+from d2v.progress import run_label
 
 LOWER_IS_BETTER = frozenset({"wer", "cer", "loss", "mse"})
 # An ASR run that emits under half the reference's characters deletes most of it: it can beat a
@@ -207,21 +205,6 @@ def _labelled(label: str, evaluate: Callable[[FeatureEncoder], EvalResult], enco
         return evaluate(encoder)
 
 
-def write_atomically(path: str | Path, text: str) -> Path:
-    """Write to a temporary file in the same directory, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_eval_metrics(path: str | Path, records: Sequence[BaselineRecord]) -> Path:
     """`metrics/eval/<modality>.json`: {task: record}; the first task is the modality's main task."""
     if not records:
@@ -229,7 +212,7 @@ def write_eval_metrics(path: str | Path, records: Sequence[BaselineRecord]) -> P
     names = [r.task for r in records]
     if len(set(names)) != len(names):
         raise D2VError(f"{path}: duplicate task names {names}")
-    return write_atomically(path, json.dumps({r.task: asdict(r) for r in records}, indent=2) + "\n")
+    return atomic_write_json(path, {r.task: asdict(r) for r in records}, sort_keys=False)
 
 
 def write_confusion_csv(
@@ -250,4 +233,4 @@ def write_confusion_csv(
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["actual", "predicted"])
     writer.writerows((name(int(a)), name(int(p))) for a, p in zip(actual, predicted))
-    return write_atomically(path, buffer.getvalue())
+    return atomic_write_text(path, buffer.getvalue())

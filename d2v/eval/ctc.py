@@ -27,8 +27,9 @@ from d2v.errors import D2VError
 from d2v.eval.config import SpeechEvalConfig
 from d2v.eval.data import Collate, EvalResult, get_split, make_bucketed_loader, make_loader, take_subset
 from d2v.eval.metrics import character_error_rate, output_length_ratio, word_error_rate
-from d2v.eval.progress import UpdateLog
-from d2v.eval.schedules import tri_stage
+from d2v.progress import UpdateLog
+from d2v.train.optim import build_optimizer
+from d2v.train.schedules import multiplier, tri_stage_lr
 
 BLANK, WORD_SEPARATOR = "<blank>", "|"
 PREDICT_BATCH_SIZE = 16
@@ -152,13 +153,16 @@ def _endless(loader: DataLoader) -> Iterator[Batch]:
         yield from loader
 
 
-def build_optimizer(model: CtcModel, cfg: SpeechEvalConfig) -> tuple[torch.optim.Optimizer, object]:
+def optimizer_and_schedule(model: CtcModel, cfg: SpeechEvalConfig) -> tuple[torch.optim.Optimizer, object]:
+    """Freeze the feature extractor (when asked); the shared AdamW over the rest; the tri-stage lr."""
     if cfg.freeze_feature_encoder:
         model.encoder.feature_extractor.requires_grad_(False)  # type: ignore[union-attr]
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    multiplier = tri_stage(cfg.steps, cfg.tri_stage, cfg.init_lr_scale, cfg.final_lr_scale)
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+    optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    tri_stage = multiplier(
+        tri_stage_lr, total_steps=cfg.steps, fractions=cfg.tri_stage,
+        init_scale=cfg.init_lr_scale, final_scale=cfg.final_lr_scale,
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, tri_stage)
 
 
 @torch.no_grad()
@@ -249,7 +253,7 @@ def ctc_finetune(
     vocab = LetterVocabulary()
     torch.manual_seed(cfg.seed)
     model = CtcModel(copy.deepcopy(encoder), encoder.embed_dim, len(vocab))  # type: ignore[arg-type]
-    optimizer, schedule = build_optimizer(model, cfg)
+    optimizer, schedule = optimizer_and_schedule(model, cfg)
     named: dict[str, Dataset] = {"train": train_set, "test": test_set}
     named.update({name: splits[name] for name in extra_test_splits if name in splits and len(splits[name]) > 0})  # type: ignore[arg-type]
     cached = _frozen_feature_splits(model.encoder, cfg, collate, named)

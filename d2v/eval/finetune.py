@@ -37,8 +37,9 @@ from d2v.eval.data import (
     take_subset,
 )
 from d2v.eval.metrics import accuracy, pearson, spearman, top_k_accuracy
-from d2v.eval.progress import UpdateLog
-from d2v.eval.schedules import warmup_cosine
+from d2v.progress import UpdateLog
+from d2v.train.optim import LayerDecay, build_optimizer
+from d2v.train.schedules import cosine_lr, multiplier, warmup_steps_for
 
 # A train-time augmentation: (batch, generator) -> batch. Seeded by the caller's generator.
 Augment = Callable[[Batch, torch.Generator], Batch]
@@ -99,26 +100,16 @@ def encoder_layer_ids(encoder: nn.Module, sample: Batch) -> dict[str, int]:
     return ids
 
 
-def parameter_groups(model: EncoderWithHead, cfg: FinetuneConfig, sample: Batch) -> list[dict]:
-    """AdamW groups: lr scaled by layer depth; no weight decay on biases and norm gains (1-D)."""
-    depth = len(model.encoder.blocks)  # type: ignore[arg-type]
+def finetune_optimizer(model: EncoderWithHead, cfg: FinetuneConfig, sample: Batch) -> torch.optim.AdamW:
+    """The shared AdamW (d2v.train.optim: no decay on biases, norms, positions, CLS) with lr scaled by depth."""
+    top = len(model.encoder.blocks) + 1  # type: ignore[arg-type]
     layer_of = encoder_layer_ids(model.encoder, sample)
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        layer = layer_of.get(name.removeprefix("encoder."), depth + 1) if name.startswith("encoder.") else depth + 1
-        decay = param.ndim > 1
-        group = groups.setdefault(
-            (layer, decay),
-            {
-                "params": [],
-                "lr": cfg.lr * cfg.layer_decay ** (depth + 1 - layer),
-                "weight_decay": cfg.weight_decay if decay else 0.0,
-            },
-        )
-        group["params"].append(param)
-    return [groups[key] for key in sorted(groups)]
+
+    def depth_of(name: str) -> int:  # the head and fc_norm sit above the encoder: full lr
+        return layer_of.get(name.removeprefix("encoder."), top) if name.startswith("encoder.") else top
+
+    layer_decay = LayerDecay(cfg.layer_decay, top, depth_of)
+    return build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999), layer_decay=layer_decay)
 
 
 def _loss(outputs: Tensor, labels: Tensor, regression: bool, label_smoothing: float) -> Tensor:
@@ -174,9 +165,11 @@ def finetune(
     torch.manual_seed(seed)
     model = EncoderWithHead(copy.deepcopy(encoder), encoder.embed_dim, outputs, pooling)  # type: ignore[arg-type]
     loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=seed, collate=collate)
-    optimizer = torch.optim.AdamW(parameter_groups(model, cfg, next(iter(loader))), betas=(0.9, 0.999))
+    optimizer = finetune_optimizer(model, cfg, next(iter(loader)))
     total_steps = cfg.epochs * len(loader)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total_steps, cfg.warmup_fraction))
+    warmup_steps = warmup_steps_for(total_steps, cfg.warmup_fraction)
+    cosine = multiplier(cosine_lr, warmup_steps=warmup_steps, total_steps=total_steps, min_lr=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
     augment_generator = torch.Generator().manual_seed(seed + 2)
     losses: list[float] = []
     log = UpdateLog(where, total_steps)

@@ -19,7 +19,7 @@ from d2v.errors import D2VError
 from d2v.eval.config import LinearProbeConfig
 from d2v.eval.data import Collate, EvalResult, get_split, labels_of, make_loader, num_classes_of, pool, take_subset
 from d2v.eval.metrics import accuracy, top_k_accuracy
-from d2v.eval.schedules import warmup_cosine
+from d2v.train.schedules import cosine_lr, multiplier
 
 EXTRACT_BATCH_SIZE = 256
 
@@ -51,7 +51,9 @@ def train_linear_classifier(
     batch_size = n if cfg.batch_size == 0 else min(cfg.batch_size, n)
     steps_per_epoch = -(-n // batch_size)
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, 0.0))
+    total_steps = cfg.epochs * steps_per_epoch
+    cosine = multiplier(cosine_lr, warmup_steps=0, total_steps=total_steps, min_lr=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
     generator = torch.Generator().manual_seed(seed)
     losses: list[float] = []
     for _ in range(cfg.epochs):

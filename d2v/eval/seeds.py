@@ -13,12 +13,11 @@ runs the whole evaluation once per seed; `seed_spread` summarises the deltas per
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from d2v.data.io import atomic_write_bytes
+from d2v.atomic import atomic_write_json
 from d2v.errors import D2VError
 
 if TYPE_CHECKING:  # kept torch-free: the CLI checks --seeds before loading any model code
@@ -67,6 +66,5 @@ def seed_spread(records_by_seed: Mapping[int, Sequence[BaselineRecord]]) -> dict
 
 
 def write_seed_spread(path: str | Path, summary: Mapping[str, dict]) -> Path:
-    """Written to a temporary name, then renamed; tasks keep their order (the main task first)."""
-    atomic_write_bytes(path, (json.dumps(summary, indent=2) + "\n").encode("utf-8"))
-    return Path(path)
+    """Written atomically; tasks keep their order (the main task first)."""
+    return atomic_write_json(path, summary, sort_keys=False)

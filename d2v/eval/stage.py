@@ -11,11 +11,12 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from d2v.atomic import atomic_write_text
 from d2v.config import ModelChoice
 from d2v.core.types import FeatureEncoder
 from d2v.data.datasets import ImageCollate, ImageDataset, SpeechCollate, SpeechDataset, TextCollate, TextTaskDataset
 from d2v.errors import D2VError
-from d2v.eval.baseline import BaselineRecord, write_atomically
+from d2v.eval.baseline import BaselineRecord
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
 from d2v.layout import eval_tasks_name
@@ -89,7 +90,7 @@ def write_task_table(path: Path, records: list[BaselineRecord]) -> Path:
     """The records as a CSV (task, metric, pretrained, random_init, delta) for `dvc plots`."""
     lines = ["task,metric,pretrained,random_init,delta"]
     lines += [f"{r.task},{r.metric},{r.pretrained:.6f},{r.random_init:.6f},{r.delta:.6f}" for r in records]
-    return write_atomically(path, "\n".join(lines) + "\n")
+    return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _optional_speech_splits(data_root: Path) -> dict[str, Dataset]:

@@ -7,12 +7,11 @@ identical files.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from d2v.atomic import atomic_write_bytes
 from d2v.config import Params
 from d2v.layout import METRICS_DIR, REPORT_FIGURES_NAME, REPORT_HTML_NAME, REPORT_MD_NAME, REPORTS_DIR
 from d2v.report.document import Document
@@ -42,20 +41,6 @@ class ReportFiles:
     figures: tuple[Path, ...]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temporary file in the same directory, then rename: a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a report is for reading
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_document(ctx: ReportContext, prov: RunProvenance, params_path: str, generated_at: str) -> Document:
     sections = (
         summary_section(ctx),
@@ -73,7 +58,7 @@ def write_report(document: Document, out_dir: Path) -> ReportFiles:
     figures_dir = out_dir / FIGURES_DIR
     figures = []
     for figure in document.figures():
-        write_atomic(figures_dir / figure.name, figure.png)
+        atomic_write_bytes(figures_dir / figure.name, figure.png)
         figures.append(figures_dir / figure.name)
     wanted = {f.name for f in document.figures()}
     if figures_dir.is_dir():  # figures of a modality that is no longer reported would mislead
@@ -81,8 +66,8 @@ def write_report(document: Document, out_dir: Path) -> ReportFiles:
             if stale.name not in wanted:
                 stale.unlink()
     markdown, html = out_dir / REPORT_MD_NAME, out_dir / REPORT_HTML_NAME
-    write_atomic(markdown, render_markdown(document, FIGURES_DIR).encode("utf-8"))
-    write_atomic(html, render_html(document).encode("utf-8"))
+    atomic_write_bytes(markdown, render_markdown(document, FIGURES_DIR).encode("utf-8"))
+    atomic_write_bytes(html, render_html(document).encode("utf-8"))
     return ReportFiles(markdown, html, tuple(figures))
 
 

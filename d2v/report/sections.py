@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from d2v.config import Params
-from d2v.report import plots
 from d2v.report.document import Block, Figure, Note, Paragraph, Section, Subheading, Table
 from d2v.report.inputs import EvalRecord, ModalityInputs
+from d2v.report.plots import confusion_matrix, pretraining_curves
 from d2v.report.reference import PAPER_NUMBERS, our_data
 
 NOT_RUN = "not run"
@@ -136,7 +136,7 @@ def pretraining_section(ctx: ReportContext) -> Section:
         elif not m.pretrain.steps:
             blocks.append(Paragraph(f"{m.modality}: no per-step log next to the summary; no curves."))
         else:
-            png = plots.pretraining_curves(m.modality, m.pretrain.steps)
+            png = pretraining_curves(m.modality, m.pretrain.steps)
             blocks.append(Figure(f"pretrain_{m.modality}.png", png,
                                  f"{m.modality}: loss, target/prediction variance, learning rate and EMA tau per step"))
     return Section("Pretraining", tuple(blocks))
@@ -176,7 +176,7 @@ def downstream_section(ctx: ReportContext) -> Section:
         caption = "the GLUE-style average is the unweighted mean of the task scores" if m.modality == "text" else ""
         blocks.append(Table(header, tuple(_record_row(m.modality, r) for r in m.evaluation), caption=caption))
         if m.confusion is not None:
-            png = plots.confusion_matrix(m.confusion, f"{m.modality}: confusion matrix of the pretrained model")
+            png = confusion_matrix(m.confusion, f"{m.modality}: confusion matrix of the pretrained model")
             blocks.append(Figure(f"confusion_{m.modality}.png", png,
                                  f"{m.modality}: test predictions of the pretrained model, rows = true class"))
     return Section("Downstream evaluation", tuple(blocks))

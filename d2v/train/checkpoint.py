@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from d2v.atomic import atomic_open
 from d2v.config import to_mapping
 from d2v.errors import D2VError
 
@@ -101,17 +101,8 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write `payload` atomically: a killed process leaves the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def build_payload(

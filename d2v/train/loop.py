@@ -30,6 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from d2v.errors import D2VError
+from d2v.progress import Progress
 from d2v.train import checkpoint as ckpt
 from d2v.train.config import TrainConfig, validate_train_config
 from d2v.train.distributed import (
@@ -42,7 +43,6 @@ from d2v.train.distributed import (
 )
 from d2v.train.metrics import StepMetricsFile, write_summary
 from d2v.train.optim import build_optimizer
-from d2v.train.progress import Progress
 from d2v.train.schedules import StepScheduler
 
 LOG_KEYS = ("target_var", "pred_var", "rel_loss", "target_rank", "pred_rank", "tau", "masked_fraction")
@@ -125,7 +125,9 @@ def pretrain(
     metrics = StepMetricsFile(paths.metrics_dir / f"{modality}.tsv")
     if env.is_main:
         metrics.start(state.step)
-    progress = Progress(f"pretrain {modality}", cfg.max_steps, state.step, cfg.log_every, env.is_main)
+    progress = Progress(
+        f"pretrain {modality}", cfg.max_steps, initial=state.step, every=cfg.log_every, enabled=env.is_main
+    )
     progress.message(
         f"device={env.device} world={env.world_size} effective_batch="
         f"{cfg.batch_size * cfg.grad_accum * env.world_size} start_step={state.step}"
@@ -177,7 +179,7 @@ def _setup(
     resume: bool,
 ) -> tuple[_Trainer, _State]:
     model.to(env.device)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
     scheduler = StepScheduler(optimizer, cfg)
     generator = torch.Generator()  # CPU: masks are drawn on CPU and moved by the model
     state = _State()

@@ -7,11 +7,11 @@ are not duplicated.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Mapping
+
+from d2v.atomic import atomic_write_json, atomic_write_text
 
 # Columns of the per-step file, in order. Values the model did not report are written as "nan".
 STEP_COLUMNS = (
@@ -28,13 +28,6 @@ STEP_COLUMNS = (
     "grad_norm",
     "samples_per_s",
 )
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _format(value: Any) -> str:
@@ -58,7 +51,7 @@ class StepMetricsFile:
                 first = line.split("\t", 1)[0]
                 if first.isdigit() and int(first) <= completed_steps:
                     kept.append(line + "\n")
-        write_atomic(self.path, header + "".join(kept))
+        atomic_write_text(self.path, header + "".join(kept))
 
     def append(self, row: Mapping[str, Any]) -> None:
         values = [_format(row.get(column, float("nan"))) for column in STEP_COLUMNS]
@@ -69,4 +62,4 @@ class StepMetricsFile:
 def write_summary(path: Path, summary: Mapping[str, Any]) -> None:
     """JSON summary with sorted keys; non-finite floats become null (valid JSON for DVC)."""
     clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in summary.items()}
-    write_atomic(path, json.dumps(clean, indent=2, sort_keys=True) + "\n")
+    atomic_write_json(path, clean)

@@ -1,14 +1,17 @@
-"""AdamW with two parameter groups: decayed weights, and everything weight decay would harm."""
+"""AdamW for pretraining and fine-tuning: decayed weights apart from everything weight decay would harm,
+optionally split further by depth for layer-wise lr decay (BEiT / data2vec fine-tuning)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from torch import nn
 from torch.optim import AdamW
 
-from d2v.train.config import TrainConfig
-
 # Learned positions, CLS tokens and mask embeddings are "lookup" parameters: decaying them towards
-# zero only erases information, as with norms and biases (ndim <= 1).
+# zero only erases information, as with norms and biases (ndim <= 1). BEiT / MAE fine-tuning exempt
+# the same names (timm's no_weight_decay: pos_embed, cls_token).
 NO_DECAY_NAME_PARTS = ("pos_embed", "cls_token", "mask_embed")
 
 
@@ -16,25 +19,50 @@ def uses_weight_decay(name: str, param: nn.Parameter) -> bool:
     return param.ndim > 1 and not any(part in name for part in NO_DECAY_NAME_PARTS)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
-    """Trainable parameters only (the EMA teacher has requires_grad=False), split by decay."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+@dataclass(frozen=True)
+class LayerDecay:
+    """Layer-wise lr decay: a parameter at depth d (0 = input side, `top` = the head) gets lr * decay ** (top - d)."""
+
+    decay: float
+    top: int
+    depth_of: Callable[[str], int]  # parameter name (as model.named_parameters() gives it) -> 0..top
+
+    def scale(self, depth: int) -> float:
+        return self.decay ** (self.top - depth)
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, lr: float, layer_decay: LayerDecay | None = None
+) -> list[dict[str, Any]]:
+    """Trainable parameters only (the EMA teacher and frozen parts have requires_grad=False), one
+    group per (depth, decayed or not), input side first and decayed before exempt at each depth."""
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (decay if uses_weight_decay(name, param) else no_decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+        depth = 0 if layer_decay is None else layer_decay.depth_of(name)
+        decays = uses_weight_decay(name, param)
+        group = groups.setdefault(
+            (depth, decays),
+            {
+                "params": [],
+                "lr": lr if layer_decay is None else lr * layer_decay.scale(depth),
+                "weight_decay": weight_decay if decays else 0.0,
+            },
+        )
+        group["params"].append(param)
+    return [groups[key] for key in sorted(groups, key=lambda k: (k[0], not k[1]))]
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> AdamW:
-    return AdamW(
-        param_groups(model, cfg.weight_decay),
-        lr=cfg.lr,
-        betas=cfg.betas,
-        eps=cfg.eps,
-        weight_decay=cfg.weight_decay,
-    )
+def build_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    eps: float = 1e-8,
+    layer_decay: LayerDecay | None = None,
+) -> AdamW:
+    """AdamW over `param_groups`; schedules then scale each group's lr (pretraining sets it outright)."""
+    groups = param_groups(model, weight_decay, lr, layer_decay)
+    return AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)

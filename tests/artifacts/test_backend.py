@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 
-from d2v.artifacts.backend import Backend, open_backend
+from d2v.artifacts.backend import open_backend
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, RunExistsError
-from d2v.artifacts.progress import ConsoleProgress, human_size
+from d2v.artifacts.interface import Backend
 from d2v.artifacts.store import ArtifactStore
 
 
@@ -61,22 +60,3 @@ def test_unsupported_uris_and_keys_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="invalid object key"):
         local.put_bytes("../outside", b"x")
 
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
-
-
-def test_console_progress_shows_a_bar_only_for_large_files_on_a_terminal() -> None:
-    term = FakeTerminal()
-    progress = ConsoleProgress(term, large_bytes=100)
-    assert progress.file_started("upload", "small", 10) is None
-    callback = progress.file_started("upload", "big", 1000)
-    assert callback is not None
-    callback(600)
-    callback(400)
-    progress.file_done("upload", "big", 1000)
-    assert "upload big" in term.getvalue() and "upload big (1000 B)" in term.getvalue()
-    pipe = io.StringIO()  # not a terminal (CI logs): plain lines only
-    assert ConsoleProgress(pipe, large_bytes=1).file_started("upload", "big", 1000) is None
-    assert human_size(11 * 1024 * 1024) == "11.0 MiB"

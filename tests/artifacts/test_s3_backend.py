@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from d2v.artifacts.backend import BytesCallback
+from d2v.artifacts.interface import BytesCallback
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.errors import ArtifactError, TransientStoreError
 from d2v.artifacts.s3 import S3Backend, ensure_bucket, parse_s3_uri

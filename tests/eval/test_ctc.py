@@ -87,10 +87,10 @@ def test_ctc_learns_synthetic_letters(speech_encoder_factory) -> None:
 
 
 def test_feature_extractor_frozen_during_finetuning(speech_encoder_factory) -> None:
-    from d2v.eval.ctc import CtcModel, build_optimizer
+    from d2v.eval.ctc import CtcModel, optimizer_and_schedule
 
     model = CtcModel(speech_encoder_factory(0, FRAME), 32, 29)
-    optimizer, _ = build_optimizer(model, speech_cfg(steps=4))
+    optimizer, _ = optimizer_and_schedule(model, speech_cfg(steps=4))
     optimised = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert not any(p.requires_grad for p in model.encoder.feature_extractor.parameters())
     assert not optimised & {id(p) for p in model.encoder.feature_extractor.parameters()}

@@ -6,7 +6,7 @@ import torch
 from d2v.errors import D2VError
 from d2v.eval.augment import ImageAugment
 from d2v.eval.config import FinetuneConfig, ImageAugmentConfig
-from d2v.eval.finetune import EncoderWithHead, encoder_layer_ids, finetune, parameter_groups
+from d2v.eval.finetune import EncoderWithHead, encoder_layer_ids, finetune, finetune_optimizer
 
 from eval_standins import DictDataset
 
@@ -61,8 +61,14 @@ def test_layer_ids_follow_forward_order(image_encoder_factory, image_splits) -> 
     assert ids["blocks.0.norm.weight"] == 1 and ids["blocks.1.mlp.0.weight"] == 2
     assert ids["final_norm.weight"] == 3  # runs after the last block: decayed like the head
     model = EncoderWithHead(encoder, 16, 4, "mean")
-    lrs = {round(g["lr"], 8) for g in parameter_groups(model, CFG, sample)}
+    groups = finetune_optimizer(model, CFG, sample).param_groups
+    lrs = {round(g["lr"], 8) for g in groups}
     assert lrs == {round(CFG.lr * 0.65**k, 8) for k in (0, 1, 2, 3)}
+    # The shared weight-decay rule: no decay on positions, the CLS token, biases and norm gains.
+    exempt = {id(p) for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    decayed = {id(p) for g in groups if g["weight_decay"] == CFG.weight_decay for p in g["params"]}
+    assert {id(encoder.cls_token), id(encoder.blocks[0].norm.weight), id(model.head.bias)} <= exempt
+    assert id(model.head.weight) in decayed and len(exempt) + len(decayed) == sum(1 for _ in model.parameters())
 
 
 def test_mean_pooling_goes_through_a_layer_norm_trained_like_the_head(image_encoder_factory) -> None:
@@ -77,8 +83,10 @@ def test_mean_pooling_goes_through_a_layer_norm_trained_like_the_head(image_enco
         pooled = encoder(sample).x.mean(dim=1)
     normed = (pooled - pooled.mean(-1, keepdim=True)) / pooled.var(-1, unbiased=False, keepdim=True).add(1e-5).sqrt()
     torch.testing.assert_close(logits, normed[:, :4])
-    head_group = max(parameter_groups(model, CFG, sample), key=lambda g: g["lr"])
-    assert any(p is model.fc_norm.weight for p in head_group["params"]) and head_group["lr"] == CFG.lr
+    groups = finetune_optimizer(model, CFG, sample).param_groups
+    top_lr = max(g["lr"] for g in groups)
+    at_top_lr = [p for g in groups if g["lr"] == top_lr for p in g["params"]]
+    assert any(p is model.fc_norm.weight for p in at_top_lr) and top_lr == CFG.lr
 
 
 def test_finetune_errors(image_encoder_factory, image_splits) -> None:

@@ -1,8 +1,9 @@
+import pytest
 import torch
 from torch import nn
 
 from d2v.train._selftest import StandInModel, tiny_config
-from d2v.train.optim import build_optimizer, param_groups
+from d2v.train.optim import LayerDecay, build_optimizer, param_groups
 
 
 def _names(model: nn.Module, group: dict) -> set[str]:
@@ -12,8 +13,9 @@ def _names(model: nn.Module, group: dict) -> set[str]:
 
 def test_groups_split_decay_and_exclude_teacher() -> None:
     model = StandInModel()
-    decay, no_decay = param_groups(model, weight_decay=0.05)
+    decay, no_decay = param_groups(model, weight_decay=0.05, lr=1e-3)
     assert decay["weight_decay"] == 0.05 and no_decay["weight_decay"] == 0.0
+    assert decay["lr"] == no_decay["lr"] == 1e-3
     assert _names(model, decay) == {"student.proj.weight", "student.out.weight"}
     assert _names(model, no_decay) == {
         "student.pos_embed", "student.proj.bias", "student.norm.weight", "student.norm.bias",
@@ -27,14 +29,31 @@ def test_named_2d_tokens_are_not_decayed() -> None:
     model.cls_token = nn.Parameter(torch.zeros(1, 1, 4))
     model.pos_embed = nn.Parameter(torch.zeros(1, 9, 4))
     model.proj = nn.Linear(4, 4)
-    decay, no_decay = param_groups(model, weight_decay=0.1)
+    decay, no_decay = param_groups(model, weight_decay=0.1, lr=1.0)
     assert _names(model, decay) == {"proj.weight"}
     assert _names(model, no_decay) == {"cls_token", "pos_embed", "proj.bias"}
 
 
 def test_build_optimizer_uses_recipe() -> None:
     cfg = tiny_config(lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.05)
-    opt = build_optimizer(StandInModel(), cfg)
+    opt = build_optimizer(StandInModel(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
     assert isinstance(opt, torch.optim.AdamW)
     assert opt.defaults["betas"] == (0.9, 0.95) and opt.defaults["eps"] == 1e-8
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0]
+    assert [g["lr"] for g in opt.param_groups] == [3e-4, 3e-4]
+
+
+def test_layer_decay_groups_by_depth_and_keeps_the_decay_rule() -> None:
+    model = nn.Sequential(nn.Linear(2, 2), nn.LayerNorm(2), nn.Linear(2, 2))  # depths 0, 1, 2 (top)
+    model.pos_embed = nn.Parameter(torch.zeros(1, 3, 2))
+    depth = {"0": 0, "1": 1, "2": 2, "pos_embed": 0}
+    layer_decay = LayerDecay(0.5, top=2, depth_of=lambda name: depth[name.split(".")[0]])
+    opt = build_optimizer(model, lr=0.8, weight_decay=0.1, betas=(0.9, 0.999), layer_decay=layer_decay)
+    summary = [(g["lr"], g["weight_decay"], _names(model, g)) for g in opt.param_groups]
+    assert summary == [
+        (pytest.approx(0.2), 0.1, {"0.weight"}),  # input side first: 0.8 * 0.5 ** 2
+        (pytest.approx(0.2), 0.0, {"0.bias", "pos_embed"}),
+        (pytest.approx(0.4), 0.0, {"1.weight", "1.bias"}),
+        (0.8, 0.1, {"2.weight"}),  # the head: the full lr
+        (0.8, 0.0, {"2.bias"}),
+    ]

@@ -15,9 +15,9 @@ from typing import Any
 from d2v import MODALITIES
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.errors import ArtifactError
-from d2v.artifacts.progress import ConsoleProgress, human_size
 from d2v.artifacts.store import ArtifactStore, Metric, collect_files
 from d2v.config import DEFAULT_PARAMS_PATH, load_params, to_mapping
+from d2v.progress import TransferLog, human_size
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -84,7 +84,7 @@ def run_publish(args: argparse.Namespace) -> int:
     files = collect_files(args.paths)
     manifest = store.publish(files, run_id=args.run_id, modality=args.modality,
                              params=recorded_params(args), extra=parse_extra(args.extra),
-                             progress=ConsoleProgress())
+                             progress=TransferLog())
     print(f"published {manifest.run_id}: {len(manifest.files)} files, "
           f"{human_size(manifest.total_size)} -> {store.backend.uri}/runs/{manifest.run_id}/")
     return 0
@@ -115,7 +115,7 @@ def run_get(args: argparse.Namespace) -> int:
     store = ArtifactStore.from_config(artifacts_config(args))
     run_id = store.resolve(args.run)
     dest = args.dest if args.dest is not None else Path(run_id)
-    written = store.download(run_id, dest, path=args.file, progress=ConsoleProgress())
+    written = store.download(run_id, dest, path=args.file, progress=TransferLog())
     print(f"got {run_id}: {len(written)} files verified -> {dest}")
     return 0
 
