@@ -137,6 +137,17 @@ class Data2Vec(nn.Module):
         cls_out = out[:, 0] if self.spec.loss.cls_weight > 0 else None
         return pred, cls_out
 
+    def weight_decay_exempt(self, name: str, param: nn.Parameter) -> bool:
+        """The released recipes' weight-decay exemptions (read by d2v.train.optim):
+        - data2vec 2.0 (fairseq data2vec_multi): 1-D parameters, biases and the ALiBi scale;
+        - data2vec 1.0 images (data2vec_vision / BEiT): 1-D parameters, biases, pos_embed, cls_token;
+        - data2vec 1.0 speech and text (fairseq's Adam): none, every parameter is decayed."""
+        if self.spec.version == 2:
+            return param.ndim <= 1 or name.endswith(".bias") or "alibi_scale" in name
+        if self.spec.modality == "image":
+            return param.ndim <= 1 or name.endswith(".bias") or any(p in name for p in ("pos_embed", "cls_token"))
+        return False
+
     # ------------------------------------------------------------------------------- downstream
 
     def student_encoder(self) -> "StudentEncoder":

@@ -16,7 +16,20 @@ NO_DECAY_NAME_PARTS = ("pos_embed", "cls_token", "mask_embed")
 
 
 def uses_weight_decay(name: str, param: nn.Parameter) -> bool:
+    """The default rule (fine-tuning, and models that do not state their own)."""
     return param.ndim > 1 and not any(part in name for part in NO_DECAY_NAME_PARTS)
+
+
+# A model may state its own rule as a method `weight_decay_exempt(name, param) -> bool` (the data2vec
+# model does: each released recipe exempts different parameters).
+DecayRule = Callable[[str, nn.Parameter], bool]
+
+
+def decay_rule_of(model: nn.Module) -> DecayRule:
+    exempt = getattr(model, "weight_decay_exempt", None)
+    if exempt is None:
+        return uses_weight_decay
+    return lambda name, param: not exempt(name, param)
 
 
 @dataclass(frozen=True)
@@ -37,11 +50,12 @@ def param_groups(
     """Trainable parameters only (the EMA teacher and frozen parts have requires_grad=False), one
     group per (depth, decayed or not), input side first and decayed before exempt at each depth."""
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    decays_weight = decay_rule_of(model)
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         depth = 0 if layer_decay is None else layer_decay.depth_of(name)
-        decays = uses_weight_decay(name, param)
+        decays = decays_weight(name, param)
         group = groups.setdefault(
             (depth, decays),
             {

@@ -246,3 +246,22 @@ def test_health_statistics_are_logged() -> None:
     model = tiny_model("speech", 2, "tiny")
     logs = model(batch_for(model), generator=torch.Generator().manual_seed(0)).logs
     assert 0.0 < logs["rel_loss"] and 1.0 <= logs["target_rank"] <= 32 and 1.0 <= logs["pred_rank"] <= 32
+
+
+def test_weight_decay_exemptions_follow_each_released_recipe() -> None:
+    from d2v.train.optim import param_groups
+
+    def decayed(model: Data2Vec) -> set[str]:
+        ids = {id(p) for g in param_groups(model, 0.05, 1e-3) if g["weight_decay"] > 0 for p in g["params"]}
+        return {n for n, p in model.named_parameters() if id(p) in ids}
+
+    v2_image = decayed(tiny_model("image", 2, "tiny"))
+    assert "frontend.cls_token" in v2_image  # fairseq decays the extra tokens
+    assert "encoder.blocks.0.fc1.weight" in v2_image and "encoder.blocks.0.fc1.bias" not in v2_image
+    assert not any("norm" in n for n in v2_image)
+    v1_image = decayed(tiny_model("image", 1, "tiny"))
+    assert "frontend.cls_token" not in v1_image and "encoder.blocks.0.fc1.weight" in v1_image
+    v1_text = decayed(tiny_model("text", 1, "tiny"))
+    assert "encoder.blocks.0.norm1.weight" in v1_text and "encoder.blocks.0.fc1.bias" in v1_text  # all decayed
+    v2_speech = decayed(tiny_model("speech", 2, "tiny"))
+    assert not any("alibi_scale" in n for n in v2_speech)
