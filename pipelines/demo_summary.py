@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 from d2v.layout import MODALITIES, Layout
+from d2v.report.health import learned_nothing
 from d2v.report.inputs import read_eval
 
 # Shown beside a main task: near 100 % WER, fewer words wrong can just mean fewer words emitted
@@ -29,6 +32,23 @@ def headline_rows(layout: Layout) -> list[str]:
     return rows
 
 
+def health_rows(layout: Layout) -> list[str]:
+    """Per modality: the relative loss (1 - R^2) first -> final, flagged when the run learned nothing."""
+    rows = []
+    for modality in MODALITIES:
+        path = layout.pretrain_summary(modality)
+        summary = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        flag = None if summary is None else learned_nothing(summary)
+        if flag is None:
+            rows.append(f"  {modality:<7} {'not run' if summary is None else 'relative loss not logged'}")
+            continue
+        first = summary.get("first_rel_loss")
+        start = f"{first:.3f}" if isinstance(first, (int, float)) and math.isfinite(first) else "-"
+        rows.append(f"  {modality:<7} relative loss {start} -> {summary['final_rel_loss']:.3f}"
+                    + ("  LEARNED NOTHING (relative loss >= 1)" if flag else ""))
+    return rows
+
+
 def output_files(layout: Layout) -> list[Path]:
     """Every metrics file of the pipeline that exists: summaries, evaluations, validation reports."""
     candidates = [path for m in MODALITIES for path in
@@ -40,6 +60,9 @@ def main() -> None:
     layout = Layout.from_params()
     print("d2v demo: main downstream task per modality")
     for row in headline_rows(layout):
+        print(row)
+    print("d2v demo: pretraining health (relative loss 1 - R^2 at masked positions; 1.0 = learned nothing)")
+    for row in health_rows(layout):
         print(row)
     print("metrics: " + ", ".join(str(p) for p in output_files(layout)))
     if layout.report_html.is_file():

@@ -4,7 +4,7 @@
     files = build_report(load_params("params.yaml"), "params.yaml", out_dir="reports")
 
 Modules: inputs (read metrics files), provenance (git, dvc.lock, hardware), plots (matplotlib),
-sections / provenance_section (content), markdown / html (renderers), build (orchestration).
+sections / health / provenance_section (content), markdown / html (renderers), build (orchestration).
 """
 
 from d2v.report.build import ReportFiles, build_report

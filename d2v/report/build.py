@@ -15,6 +15,7 @@ from d2v.atomic import atomic_write_bytes
 from d2v.config import Params
 from d2v.layout import METRICS_DIR, REPORT_FIGURES_NAME, REPORT_HTML_NAME, REPORT_MD_NAME, REPORTS_DIR
 from d2v.report.document import Document
+from d2v.report.health import health_section
 from d2v.report.html import render_html
 from d2v.report.inputs import collect_all
 from d2v.report.markdown import render_markdown
@@ -45,6 +46,7 @@ def build_document(ctx: ReportContext, prov: RunProvenance, params_path: str, ge
     sections = (
         summary_section(ctx),
         pretraining_section(ctx),
+        health_section(ctx),
         downstream_section(ctx),
         reference_section(ctx),
         throughput_section(ctx),

@@ -2,8 +2,8 @@
 
 Formats (written by their producers, read here without importing them, so no torch import):
 
-    metrics/pretrain/<modality>.json   summary of d2v/train (steps, first/final loss, train_time_s, ...)
-    metrics/pretrain/<modality>.tsv    per-step log (step, loss, target_var, pred_var, lr, tau, ...);
+    metrics/pretrain/<modality>.json   summary of d2v/train (steps, first/final loss, final_rel_loss, ...)
+    metrics/pretrain/<modality>.tsv    per-step log (step, loss, target_var, pred_var, rel_loss, lr, ...);
                                        a .jsonl with the same keys is read when the .tsv is absent
     metrics/eval/<modality>.json       {task: record} from d2v/eval (task, metric, pretrained, ...)
     metrics/eval/image_confusion.csv   actual,predicted; one row per test image

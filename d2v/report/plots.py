@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # headless; must precede pyplot's import
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from d2v.layout import MODALITIES  # noqa: E402
 from d2v.report.inputs import Confusion  # noqa: E402
 
 _PNG_METADATA = {"Software": None}  # drop the matplotlib version tag: reproducible bytes
@@ -46,9 +47,14 @@ def _plot_columns(axis, steps: dict[str, tuple[float, ...]], columns: Sequence[s
     return drawn
 
 
+def _step_axis(steps: Mapping[str, Sequence[float]]) -> Sequence[float]:
+    """The logged step numbers; 1, 2, ... for a log without a step column."""
+    return steps.get("step") or tuple(float(i) for i in range(1, 1 + max((len(v) for v in steps.values()), default=0)))
+
+
 def pretraining_curves(modality: str, steps: dict[str, tuple[float, ...]]) -> bytes:
     """Three panels over optimizer steps: loss; target and prediction variance; lr (left) and tau (right)."""
-    x = steps.get("step") or tuple(float(i) for i in range(1, 1 + max((len(v) for v in steps.values()), default=0)))
+    x = _step_axis(steps)
     # Fixed margins rather than constrained layout: the same look at half the drawing time.
     figure, (loss_ax, var_ax, lr_ax) = plt.subplots(1, 3, figsize=(12, 3.4))
     figure.subplots_adjust(left=0.05, right=0.93, bottom=0.15, top=0.83, wspace=0.32)
@@ -94,4 +100,25 @@ def confusion_matrix(confusion: Confusion, title: str) -> bytes:
     axis.set_xlabel("predicted")
     axis.set_ylabel("actual")
     axis.set_title(title, fontsize=10)
+    return _png(figure)
+
+
+def relative_loss_curves(logs: Mapping[str, Mapping[str, Sequence[float]]]) -> bytes:
+    """One line per run (modality -> its step log): relative loss (1 - R^2) per step, and the
+    no-skill level 1.0 dashed, which a run that learned something ends below."""
+    figure, axis = plt.subplots(figsize=(8, 3.6))
+    figure.subplots_adjust(left=0.09, right=0.97, bottom=0.15, top=0.9)
+    for name, steps in logs.items():
+        xs, ys = _finite(_step_axis(steps), steps.get("rel_loss", ()))
+        colour = f"C{MODALITIES.index(name)}" if name in MODALITIES else None  # the same colour in every report
+        axis.plot(xs, ys, label=name, linewidth=1.2, color=colour)
+    axis.axhline(1.0, color="grey", linestyle="--", linewidth=1.0, label="1.0: no better than channel means")
+    low, high = axis.get_ylim()
+    if low > 0 and high / low > 10:  # a run that starts far above 1 would squash the region around 1.0
+        axis.set_yscale("log")
+    axis.set_title("relative loss at masked positions (1 - R²)", fontsize=10)
+    axis.set_xlabel("step")
+    axis.set_ylabel("1 - R²")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
     return _png(figure)

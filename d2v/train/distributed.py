@@ -93,6 +93,17 @@ def broadcast_flag(flag: bool, env: DistEnv) -> bool:
     return bool(box[0])
 
 
+def to_device(batch: Any, device: torch.device) -> Any:
+    """A batch (tensor, or dicts / lists / tuples of them) on this process's device."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
 class ResumableSampler(DistributedSampler):
     """DistributedSampler (seeded by seed + epoch) that can start part-way into an epoch.
 

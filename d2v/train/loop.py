@@ -40,13 +40,15 @@ from d2v.train.distributed import (
     barrier,
     broadcast_flag,
     gather_objects,
+    to_device,
 )
+from d2v.train.health import RECENT, HealthLog
 from d2v.train.metrics import StepMetricsFile, write_summary
 from d2v.train.optim import build_optimizer
 from d2v.train.schedules import StepScheduler
 
 LOG_KEYS = ("target_var", "pred_var", "rel_loss", "target_rank", "pred_rank", "tau", "masked_fraction")
-RECENT_LOSSES = 10  # the summary's final_loss_avg averages this many last finite losses
+RECENT_LOSSES = RECENT  # the summary's final_loss_avg averages this many last finite losses
 
 
 class NonFiniteLossError(D2VError):
@@ -72,6 +74,7 @@ class _State:
     nonfinite_in_a_row: int = 0
     train_time_s: float = 0.0
     samples_seen: int = 0
+    health: HealthLog = field(default_factory=HealthLog)  # the summary's health figures
 
     def progress_dict(self) -> dict[str, Any]:
         return {
@@ -81,6 +84,7 @@ class _State:
             "nonfinite_in_a_row": self.nonfinite_in_a_row,
             "train_time_s": self.train_time_s,
             "samples_seen": self.samples_seen,
+            "health": self.health.state_dict(),
         }
 
 
@@ -215,6 +219,7 @@ def _state_from(payload: dict[str, Any]) -> _State:
         nonfinite_in_a_row=int(progress["nonfinite_in_a_row"]),
         train_time_s=float(progress["train_time_s"]),
         samples_seen=int(progress["samples_seen"]),
+        health=HealthLog.from_state_dict(progress.get("health")),
     )
 
 
@@ -266,16 +271,6 @@ def _micro_batches(
         state.batches_consumed = 0
 
 
-def _to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: _to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(_to_device(v, device) for v in batch)
-    return batch
-
-
 # --------------------------------------------------------------------------------------------------
 # One optimizer update
 # --------------------------------------------------------------------------------------------------
@@ -294,7 +289,7 @@ def _accumulate(trainer: _Trainer, stream: Iterator[Any]) -> tuple[float, dict[s
     loss_sum = 0.0
     logs: dict[str, float] = {}
     for micro in range(cfg.grad_accum):
-        batch = _to_device(next(stream), env.device)
+        batch = to_device(next(stream), env.device)
         last = micro == cfg.grad_accum - 1
         # Gradients are all-reduced once per update, on the last micro-batch.
         no_sync = getattr(trainer.forward, "no_sync", None)
@@ -338,6 +333,7 @@ def _train_step(trainer: _Trainer, stream: Iterator[Any], state: _State) -> dict
     row = {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
     row["samples_per_s"] = samples / elapsed
     row.update({k: logs[k] for k in LOG_KEYS if k in logs})
+    state.health.observe(row)
     return row
 
 
@@ -389,6 +385,7 @@ def _summary(state: _State, cfg: TrainConfig, env: DistEnv, modality: str) -> di
         "first_loss": state.first_loss,
         "final_loss": recent[-1] if recent else math.nan,
         "final_loss_avg": sum(recent) / len(recent) if recent else math.nan,
+        **state.health.summary(),
         "nonfinite_skipped": state.nonfinite_total,
         "train_time_s": round(state.train_time_s, 3),
         "samples_per_s": round(state.samples_seen / state.train_time_s, 2) if state.train_time_s > 0 else 0.0,

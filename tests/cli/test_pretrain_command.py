@@ -98,4 +98,8 @@ def test_two_processes_train_one_model_through_real_torchrun(tmp_path: Path) -> 
     assert "torch.distributed.run --nproc_per_node=2 --standalone" in done.stdout
     summary = json.loads((tmp_path / "metrics" / "pretrain" / "image.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 2
+    # The real model reports its health: relative loss, ranks within [1, D = 128], the realised mask.
+    assert summary["first_rel_loss"] > 0 and summary["final_rel_loss"] > 0
+    assert 1 <= summary["final_target_rank"] <= 128 and 1 <= summary["final_pred_rank"] <= 128
+    assert 0.5 < summary["mean_masked_fraction"] < 1  # data2vec 2.0 images: inverse block, 80 %
     assert (tmp_path / "models" / "image" / "checkpoint.pt").is_file()

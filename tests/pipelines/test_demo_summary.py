@@ -5,7 +5,8 @@ from pathlib import Path
 
 from d2v.eval.baseline import BaselineRecord, write_eval_metrics
 from d2v.layout import Layout
-from pipelines.demo_summary import headline_rows, output_files
+from d2v.train.metrics import write_summary
+from pipelines.demo_summary import headline_rows, health_rows, output_files
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,6 +40,20 @@ def test_speech_headline_shows_the_cer_beside_the_wer(tmp_path) -> None:
         "pretraining helps: inconclusive (the better run's transcripts are near-empty: 5% of the reference length)"
     )
     assert "ctc_cer" in rows[1] and rows[1].endswith("pretraining helps: no")
+
+
+def test_health_rows_give_the_relative_loss_and_flag_a_run_that_learned_nothing(tmp_path) -> None:
+    layout = dataclasses.replace(Layout.from_params(REPO / "params.yaml"), pretrain_metrics_dir=tmp_path)
+    write_summary(layout.pretrain_summary("image"), {"steps": 30, "first_rel_loss": 1.6035, "final_rel_loss": 0.4})
+    write_summary(layout.pretrain_summary("speech"), {"steps": 30, "first_rel_loss": 1.0004, "final_rel_loss": 1.02})
+    rows = health_rows(layout)
+    assert rows == [
+        "  image   relative loss 1.603 -> 0.400",
+        "  speech  relative loss 1.000 -> 1.020  LEARNED NOTHING (relative loss >= 1)",
+        "  text    not run",
+    ]
+    write_summary(layout.pretrain_summary("text"), {"steps": 30, "final_loss_avg": 0.5})  # from before rel_loss
+    assert health_rows(layout)[2] == "  text    relative loss not logged"
 
 
 def test_output_files_lists_the_layouts_metrics_that_exist(tmp_path) -> None:

@@ -157,3 +157,18 @@ def test_top_level_plots_name_layout_files(layout: Layout) -> None:
         y = (spec or {}).get("y")
         files |= {Path(f) for f in y} if isinstance(y, dict) else {Path(title)}
     assert files and files <= known, sorted(map(str, files - known))
+
+
+def test_top_level_plots_of_the_step_logs_name_logged_columns(layout: Layout) -> None:
+    from d2v.train.metrics import STEP_COLUMNS
+
+    step_logs = {layout.pretrain_steps(m) for m in MODALITIES}
+    plotted: set[str] = set()
+    for entry in yaml.safe_load((REPO / "dvc.yaml").read_text()).get("plots", []):
+        [(_, spec)] = entry.items()
+        y = (spec or {}).get("y")
+        for path, columns in (y.items() if isinstance(y, dict) else ()):
+            if Path(path) in step_logs:
+                plotted |= {columns} if isinstance(columns, str) else set(columns)
+                assert spec.get("x", "step") in STEP_COLUMNS, entry
+    assert {"loss", "rel_loss"} <= plotted and plotted <= set(STEP_COLUMNS), sorted(plotted - set(STEP_COLUMNS))

@@ -21,7 +21,7 @@ from d2v.report.provenance import collect_run_provenance
 from d2v.report.provenance_section import provenance_section
 from d2v.report.sections import ReportContext
 
-SECTIONS = ("Summary", "Pretraining", "Downstream evaluation", "Paper reference numbers",
+SECTIONS = ("Summary", "Pretraining", "Pretraining health", "Downstream evaluation", "Paper reference numbers",
             "Throughput and wall time per stage", "Data validation", "Provenance")
 WHEN = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
 
@@ -56,7 +56,8 @@ def test_every_section_holds_the_numbers_from_the_files(built: tuple[Tree, Repor
     # Pretraining summary values, and a curves figure per modality that ran.
     assert md_row(md, "samples_per_s") == "| samples_per_s | 213.37 | not run | 55.5 |"
     assert md_row(md, "train_time_s") == "| train_time_s | 90.12 | not run | 70 |"
-    assert sorted(p.name for p in files.figures) == ["confusion_image.png", "pretrain_image.png", "pretrain_text.png"]
+    assert sorted(p.name for p in files.figures) == [
+        "confusion_image.png", "pretrain_image.png", "pretrain_rel_loss.png", "pretrain_text.png"]
     assert f"]({FIGURES_DIR}/pretrain_image.png)" in md
     # Downstream: every task, with the GLUE-style average first for text.
     assert md_row(md, "finetune") == ("| finetune | top1 (%), higher is better | 1000 | 1000 | 82.34 | 77.45 | +4.89 "
@@ -125,7 +126,7 @@ def test_html_is_self_contained(built: tuple[Tree, ReportFiles, str, str]) -> No
     assert not {"script", "link", "iframe", "object"} & set(links.tags)
     assert "url(" not in html and "@import" not in html
     sources = [value for name, value in links.urls if name == "src"]
-    assert len(sources) == len(files.figures) == 3
+    assert len(sources) == len(files.figures) == 4
     assert all(value.startswith("data:image/png;base64,") for value in sources)
     assert all(value.startswith("#") for name, value in links.urls if name == "href")
     embedded = {base64.b64decode(value.split(",", 1)[1]) for value in sources}

@@ -9,9 +9,11 @@ from d2v.errors import D2VError
 from d2v.train._selftest import FINGERPRINT, StandInModel, SyntheticDataset, tiny_config
 from d2v.train.checkpoint import CheckpointError, ModelFingerprint, load_checkpoint
 from d2v.train.distributed import DistEnv
+from d2v.train.health import RECENT
 from d2v.train.loop import NonFiniteLossError, RunPaths, pretrain
 from d2v.train.metrics import STEP_COLUMNS
 
+HEALTH_KEYS = ("first_rel_loss", "final_rel_loss", "final_target_rank", "final_pred_rank", "mean_masked_fraction")
 CPU = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
 
 
@@ -67,6 +69,24 @@ def test_run_writes_metrics_summary_and_final_checkpoint(tmp_path) -> None:
     assert payload["data_position"] == {"epoch": 1, "batches_consumed": 2}
     assert not torch.equal(teacher_before, model.teacher.proj.weight)  # ema_step ran
     assert not any(p.grad is not None for p in model.teacher.parameters())
+
+
+def test_summary_health_figures_are_those_of_the_step_log(tmp_path) -> None:
+    summary, paths = _run(tmp_path, StandInModel(), max_steps=RECENT + 3)
+    rows = _tsv(paths)
+    column = {name: [float(r[i]) for r in rows[1:]] for i, name in enumerate(rows[0])}
+    last = slice(-RECENT, None)
+    expected = {
+        "first_rel_loss": column["rel_loss"][0],
+        "final_rel_loss": sum(column["rel_loss"][last]) / RECENT,
+        "final_target_rank": sum(column["target_rank"][last]) / RECENT,
+        "final_pred_rank": sum(column["pred_rank"][last]) / RECENT,
+        "mean_masked_fraction": sum(column["masked_fraction"]) / len(column["masked_fraction"]),
+    }
+    on_disk = json.loads((paths.metrics_dir / "image.json").read_text())
+    for key, value in expected.items():  # the TSV holds 6 significant digits
+        assert on_disk[key] == pytest.approx(value, rel=1e-5) and summary[key] == on_disk[key], key
+    assert 0.3 < on_disk["mean_masked_fraction"] < 0.7  # the stand-in masks each value with p = 0.5
 
 
 def test_nonfinite_update_is_skipped_and_counted(tmp_path) -> None:
@@ -125,6 +145,11 @@ def _seeded_model(cls=StandInModel, *args):
     return cls(*args)
 
 
+def _summary_without_timings(metrics_dir) -> dict:
+    summary = json.loads((metrics_dir / "image.json").read_text())
+    return {k: v for k, v in summary.items() if k not in ("train_time_s", "samples_per_s")}
+
+
 def test_resume_in_process_is_exact_and_trims_metrics(tmp_path) -> None:
     straight = _seeded_model()
     _run(tmp_path / "straight", straight, max_steps=8, checkpoint_every=4)
@@ -136,6 +161,10 @@ def test_resume_in_process_is_exact_and_trims_metrics(tmp_path) -> None:
 
     resumed = _seeded_model()
     summary, paths = _run(tmp_path / "cut", resumed, resume=True, max_steps=8, checkpoint_every=4)
+    # The same summary, health figures included (their first 4 steps come from the checkpoint).
+    straight_summary = _summary_without_timings(tmp_path / "straight" / "metrics")
+    assert _summary_without_timings(paths.metrics_dir) == straight_summary
+    assert all(straight_summary[key] is not None for key in HEALTH_KEYS)
     assert summary["steps"] == 8 and [r[0] for r in _tsv(paths)[1:]] == [str(i) for i in range(1, 9)]
     straight_rows = _tsv(RunPaths(tmp_path, tmp_path / "straight" / "metrics"))
     assert [r[:8] for r in _tsv(paths)] == [r[:8] for r in straight_rows]  # all but samples_per_s

@@ -1,5 +1,6 @@
 """Resume equality across a real crash: SIGKILL a training process after a checkpoint, resume it."""
 
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,12 @@ def _start(out: Path, *extra: str) -> subprocess.Popen:
 def _finish(proc: subprocess.Popen) -> None:
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, output
+
+
+def _summary(out: Path) -> dict:
+    """The summary without its timings, which differ between any two runs."""
+    summary = json.loads((out / "metrics" / "image.json").read_text())
+    return {k: v for k, v in summary.items() if k not in ("train_time_s", "samples_per_s")}
 
 
 def _loss_columns(out: Path) -> list[list[str]]:
@@ -58,3 +65,5 @@ def test_sigkilled_run_resumes_to_identical_weights(tmp_path) -> None:
     for name in a:
         assert torch.equal(a[name], b[name]), name
     assert _loss_columns(crashed) == _loss_columns(straight)
+    # Health figures whose window spans the crash (first_rel_loss from step 1, means over the run).
+    assert _summary(crashed) == _summary(straight) and _summary(straight)["final_rel_loss"] is not None
