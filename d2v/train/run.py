@@ -64,7 +64,9 @@ def pretraining_data(modality: str, data_root: Path, model: Data2Vec, max_speech
     if modality == "image":
         return _image_data(data_root, model)
     if modality == "speech":
-        return PretrainData(SpeechDataset(data_root, PRETRAIN_SPLIT), CropToShortest(int(max_speech_seconds * 16_000)))
+        assert model.spec.speech is not None
+        utterances = SpeechDataset(data_root, PRETRAIN_SPLIT, normalize=model.spec.speech.normalize_waveform)
+        return PretrainData(utterances, CropToShortest(int(max_speech_seconds * 16_000)))
     if modality == "text":
         assert model.spec.text is not None
         dataset = TextBlockDataset(data_root, PRETRAIN_SPLIT, model.spec.text.max_positions)
