@@ -146,6 +146,8 @@ class SpeechFrontSpec:
     conv_pos_kernel: int = 19
     conv_pos_groups: int = 16
     conv_pos_depth: int = 5
+    # Read by the data pipeline, not the model: each utterance is normalised before cropping
+    # (d2v.data.datasets.SpeechDataset), as in the released recipe.
     normalize_waveform: bool = True
     # fairseq's feature_grad_mult: scales the gradient reaching the CNN feature encoder. 0 freezes it
     # (and skips its backward pass); wav2vec 2.0 pretrains with 0.1.

@@ -63,26 +63,54 @@ class ImageCollate:
         return {"image": (images - self.mean) / self.std, "label": torch.tensor([y for _, y in items])}
 
 
-class SpeechDataset(Dataset):
-    """(float32 waveform (S,) at 16 kHz, transcript or None, speaker) of one split."""
+def normalize_utterance(wave: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """Zero mean, unit variance over one whole utterance (data2vec's `normalize: true`).
 
-    def __init__(self, root: str | Path, split: str):
+    The only place d2v normalises waveforms: it runs on the utterance before any crop, pack or pad,
+    so a crop keeps the loudness it has within its utterance (a quiet onset stays quiet).
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.size == 0:
+        return wave
+    mean, var = float(wave.mean(dtype=np.float64)), float(wave.var(dtype=np.float64))
+    return ((wave - mean) / np.sqrt(var + eps)).astype(np.float32)
+
+
+class SpeechDataset(Dataset):
+    """(float32 waveform (S,) at 16 kHz, transcript or None, speaker) of one split.
+
+    `normalize`: each utterance is normalised on its own (`normalize_utterance`) when read. Pass the
+    model's `SpeechFrontSpec.normalize_waveform`: the model's front end does not normalise, so
+    everything that feeds it waveforms reads them through here (crops and padding come later).
+    """
+
+    def __init__(self, root: str | Path, split: str, *, normalize: bool):
         self.root = Path(root)
         self.rows = _manifest(self.root, split)
+        self.normalize = normalize
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, i: int):
+    def n_samples(self, i: int) -> int:
+        """Length of utterance `i` in samples, from the manifest (no audio is read)."""
+        return int(self.rows[i]["n_samples"])
+
+    def waveform(self, i: int) -> np.ndarray:
         row = self.rows[i]
         start, n = int(row["offset"]), int(row["n_samples"])
-        pcm = _mmap(str(self.root / row["shard"]))[start : start + n]
-        return pcm.astype(np.float32) / 32768.0, (row["transcript"] or None), row["speaker"]
+        wave = _mmap(str(self.root / row["shard"]))[start : start + n].astype(np.float32) / 32768.0
+        return normalize_utterance(wave) if self.normalize else wave
+
+    def __getitem__(self, i: int):
+        row = self.rows[i]
+        return self.waveform(i), (row["transcript"] or None), row["speaker"]
 
 
 class SpeechCollate:
     """-> {"waveform": (B, S), "padding_mask": (B, S) True = pad}; `crop=True` crops every item to
-    the shortest (random offset, for pretraining) instead of padding; `max_samples` caps S."""
+    the shortest (random offset) instead of padding; `max_samples` caps S. Items arrive normalised
+    (SpeechDataset), so padding and crops do not change any utterance's scale."""
 
     def __init__(self, crop: bool = False, max_samples: int | None = None, seed: int = 0):
         self.crop, self.max_samples = crop, max_samples

@@ -20,8 +20,9 @@ from d2v.eval.baseline import BaselineRecord
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
 from d2v.layout import eval_tasks_name
+from d2v.models import model_spec
 from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
-from d2v.train.run import build_pretraining_model, prepared_meta
+from d2v.train.run import build_pretraining_model, prepared_meta, prepared_shape
 
 # Prepared split names -> the procedures' names. Models never see the test split before scoring.
 IMAGE_SPLITS = {"train": "train", "test": "test"}
@@ -65,11 +66,9 @@ def evaluate_modality(
         )
     if modality == "speech":
         assert isinstance(cfg, SpeechEvalConfig)
-        splits = {name: SpeechDataset(data_root, split) for name, split in SPEECH_SPLITS.items()}
-        splits.update(_optional_speech_splits(data_root))
         records = evaluate_speech(
-            pretrained, random_init, splits, cfg, out_dir, collate=SpeechCollate(crop=False), extra_test_splits=SPEECH_EXTRA_TEST,
-            side_by_side=side_by_side,
+            pretrained, random_init, speech_splits(choice, data_root), cfg, out_dir, collate=SpeechCollate(crop=False),
+            extra_test_splits=SPEECH_EXTRA_TEST, side_by_side=side_by_side,
         )
     elif modality == "text":
         assert isinstance(cfg, TextEvalConfig)
@@ -93,11 +92,20 @@ def write_task_table(path: Path, records: list[BaselineRecord]) -> Path:
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
-def _optional_speech_splits(data_root: Path) -> dict[str, Dataset]:
-    found: dict[str, Dataset] = {}
+def speech_splits(choice: ModelChoice, data_root: Path) -> dict[str, Dataset]:
+    """The ASR splits (and the real prompts, when prepared), read as the model expects them: each
+    utterance normalised on its own when `speech.normalize_waveform` is set. The model's front end
+    does not normalise, so this flag is read here as pretraining reads it (d2v.train.run); the
+    frozen-CNN cache of d2v.eval.ctc reads the same items."""
+    front = model_spec("speech", choice, prepared_shape("speech", data_root)).speech
+    assert front is not None
+    normalize = front.normalize_waveform
+    splits: dict[str, Dataset] = {
+        name: SpeechDataset(data_root, split, normalize=normalize) for name, split in SPEECH_SPLITS.items()
+    }
     for split in SPEECH_EXTRA_TEST:
         try:
-            found[split] = SpeechDataset(data_root, split)
+            splits[split] = SpeechDataset(data_root, split, normalize=normalize)
         except D2VError:  # not prepared (the transcripts file is optional): skip that test set
             continue
-    return found
+    return splits

@@ -1,13 +1,17 @@
 """Speech: the wav2vec 2.0 convolutional feature encoder (16 kHz -> 50 Hz) or, as an option, log-mel
 energies on the same frame grid, and a convolutional positional encoder. Padding masks are carried
-through the front end by output-length arithmetic."""
+through the front end by output-length arithmetic.
+
+Waveforms arrive already normalised when `SpeechFrontSpec.normalize_waveform` is set: the data
+pipeline normalises each whole utterance before it is cropped, packed or padded
+(d2v.data.datasets.normalize_utterance), as the released recipe does. Normalising here instead
+would normalise each crop, which changes what a crop of a quiet or loud stretch looks like."""
 
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from d2v.core.spec import SpeechFrontSpec
@@ -152,8 +156,6 @@ class SpeechFrontend(Frontend):
                 f"receptive field ({self.receptive_field} samples)"
             )
         sample_padding = batch.get("padding_mask")
-        if self.spec.normalize_waveform:
-            wave = _normalize(wave, sample_padding)
         if sample_padding is not None:
             wave = wave.masked_fill(sample_padding, 0.0)
         return wave, sample_padding
@@ -193,14 +195,3 @@ class _GradScale(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         return grad * ctx.scale, None
-
-
-def _normalize(wave: Tensor, padding: Tensor | None) -> Tensor:
-    """Zero mean, unit variance per utterance over its real samples (wav2vec 2.0 `normalize`)."""
-    if padding is None:
-        return F.layer_norm(wave, wave.shape[-1:])
-    valid = (~padding).to(wave.dtype)
-    count = valid.sum(dim=1, keepdim=True).clamp_min(1.0)
-    mean = (wave * valid).sum(dim=1, keepdim=True) / count
-    var = (((wave - mean) * valid) ** 2).sum(dim=1, keepdim=True) / count
-    return (wave - mean) / torch.sqrt(var + 1e-5)

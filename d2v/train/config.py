@@ -38,12 +38,24 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class SpeechTrainConfig(TrainConfig):
+    """The speech recipe: batches are `batch_size` crops of `crop_seconds` each (d2v.data.packing)."""
+
+    # Length of every pretraining crop, cut from the shuffled, concatenated, per-utterance-normalised
+    # stream of utterances. Audio per batch = batch_size x crop_seconds.
+    crop_seconds: float
+
+    def crop_samples(self, sample_rate: int) -> int:
+        return int(round(self.crop_seconds * sample_rate))
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     """`pretrain` section: a seed (null = the top-level `seed`) and one recipe per modality."""
 
     seed: int | None
     image: TrainConfig
-    speech: TrainConfig
+    speech: SpeechTrainConfig
     text: TrainConfig
 
     def __post_init__(self) -> None:
@@ -97,3 +109,6 @@ def _check_ranges(cfg: TrainConfig) -> None:
         raise ConfigError(f"tri_stage: expected 3 fractions >= 0 summing to 1, got {list(cfg.tri_stage)}")
     if cfg.schedule == "tri_stage" and cfg.min_lr <= 0:
         raise ConfigError("min_lr: tri_stage decays exponentially to min_lr, so it must be > 0")
+    # A crop must hold at least one frame of the speech front end (400 samples = 25 ms at 16 kHz).
+    if isinstance(cfg, SpeechTrainConfig) and not cfg.crop_seconds >= 0.025:
+        raise ConfigError(f"crop_seconds: expected >= 0.025 (one 25 ms frame), got {cfg.crop_seconds}")

@@ -18,12 +18,13 @@ from torchvision.transforms import v2
 
 from d2v.config import ModelChoice
 from d2v.core.data2vec import Data2Vec
-from d2v.core.types import PAD_ID
+from d2v.core.types import PAD_ID, SPEECH_SAMPLE_RATE
 from d2v.data.datasets import ImageCollate, ImageDataset, SpeechDataset, TextBlockDataset
+from d2v.data.packing import PackedSpeechCrops, stack_crops
 from d2v.errors import D2VError
 from d2v.models import DataShape, build_model, model_spec
 from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
-from d2v.train.config import TrainConfig
+from d2v.train.config import SpeechTrainConfig, TrainConfig
 from d2v.train.distributed import init_distributed
 from d2v.train.loop import RunPaths, pretrain
 
@@ -60,16 +61,27 @@ def prepared_shape(modality: str, data_root: Path) -> DataShape:
     return shape
 
 
-def pretraining_data(modality: str, data_root: Path, model: Data2Vec, max_speech_seconds: float) -> PretrainData:
+def pretraining_data(modality: str, data_root: Path, model: Data2Vec, cfg: TrainConfig, seed: int) -> PretrainData:
     if modality == "image":
         return _image_data(data_root, model)
     if modality == "speech":
-        return PretrainData(SpeechDataset(data_root, PRETRAIN_SPLIT), CropToShortest(int(max_speech_seconds * 16_000)))
+        return _speech_data(data_root, model, cfg, seed)
     if modality == "text":
         assert model.spec.text is not None
         dataset = TextBlockDataset(data_root, PRETRAIN_SPLIT, model.spec.text.max_positions)
         return PretrainData(dataset, stack_text_blocks)
     raise D2VError(f"unknown modality {modality!r}")
+
+
+def _speech_data(data_root: Path, model: Data2Vec, cfg: TrainConfig, seed: int) -> PretrainData:
+    """Fixed-length crops packed from whole utterances, each normalised before packing when the
+    model asks for normalised waveforms (d2v.data.packing: why packing, not fairseq's buckets)."""
+    assert model.spec.speech is not None
+    if not isinstance(cfg, SpeechTrainConfig):
+        raise D2VError(f"pretrain.speech: expected a speech recipe with crop_seconds, got {type(cfg).__name__}")
+    utterances = SpeechDataset(data_root, PRETRAIN_SPLIT, normalize=model.spec.speech.normalize_waveform)
+    crops = PackedSpeechCrops(utterances, cfg.crop_samples(SPEECH_SAMPLE_RATE), seed)
+    return PretrainData(crops, stack_crops)
 
 
 def _image_data(data_root: Path, model: Data2Vec) -> PretrainData:
@@ -93,24 +105,6 @@ def _augment_hwc(image: np.ndarray, augment: Callable[[torch.Tensor], torch.Tens
     return augment(chw).permute(1, 2, 0).numpy()
 
 
-class CropToShortest:
-    """Speech pretraining batches as in fairseq: every utterance randomly cropped to the shortest in
-    the batch (capped at `max_samples`), so there is no padding. Crop offsets come from torch's
-    global RNG, which checkpoints save, so a resumed run crops exactly as an uninterrupted one."""
-
-    def __init__(self, max_samples: int) -> None:
-        self.max_samples = max_samples
-
-    def __call__(self, items: list[tuple[np.ndarray, Any, Any]]) -> dict[str, torch.Tensor]:
-        waves = [np.asarray(w) for w, _, _ in items]
-        length = min(min(map(len, waves)), self.max_samples)
-        batch = torch.empty(len(waves), length)  # (B, S)
-        for b, wave in enumerate(waves):
-            start = int(torch.randint(0, len(wave) - length + 1, ()))
-            batch[b] = torch.from_numpy(wave[start : start + length])
-        return {"waveform": batch}
-
-
 def stack_text_blocks(items: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     tokens = torch.stack(items)  # (B, T)
     return {"tokens": tokens, "padding_mask": tokens.eq(PAD_ID)}
@@ -125,7 +119,6 @@ def run_pretraining(
     checkpoint: Path,
     metrics_dir: Path,
     seed: int,
-    max_speech_seconds: float,
     resume: bool = False,
     init_checkpoint: Path | None = None,
 ) -> dict[str, Any]:
@@ -137,7 +130,7 @@ def run_pretraining(
     """
     torch.manual_seed(seed)  # the model's initial weights
     model = build_pretraining_model(modality, choice, data_root)
-    data = pretraining_data(modality, data_root, model, max_speech_seconds)
+    data = pretraining_data(modality, data_root, model, cfg, seed)
     fingerprint = ModelFingerprint.of(modality, choice.version, choice.preset, model.spec)
     if init_checkpoint is not None:
         model.load_state_dict(load_checkpoint(init_checkpoint, expected=fingerprint)["model"])

@@ -99,3 +99,14 @@ def test_unknown_feature_extractor_is_rejected() -> None:
     choice = ModelChoice(2, "tiny", overrides={"speech": {"feature_extractor": "mfcc"}})
     with pytest.raises(ConfigError, match=r"speech.feature_extractor: expected one of \['cnn', 'log_mel'\], got str 'mfcc'"):
         model_spec("speech", choice)
+
+
+def test_front_end_takes_waveforms_as_given() -> None:
+    """Normalisation is the data pipeline's (per utterance, before cropping); the front end must not
+    normalise again, or crops would be normalised one by one."""
+    encoder = student().eval()
+    wave = 0.2 * torch.randn(1, 8000, generator=torch.Generator().manual_seed(2)) + 0.3  # (1, S), mean 0.3
+    normalised = (wave - wave.mean()) / wave.std(unbiased=False)
+    raw_features = encoder.frozen_features({"waveform": wave})["conv_features"]
+    normalised_features = encoder.frozen_features({"waveform": normalised})["conv_features"]
+    assert not torch.allclose(raw_features, normalised_features, atol=1e-3)

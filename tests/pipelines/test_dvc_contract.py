@@ -143,9 +143,9 @@ def test_params_of_a_modality_stage_name_no_other_modality(stages: dict[str, Sta
             parts = key.split(".")
             foreign = [p for p in parts[:2] if p in MODALITIES and p != own]
             assert not foreign or (name, key) in CROSS_MODALITY_PARAMS, f"{name} depends on {key}"
-    for name in ("validate@image", "validate@text", "pretrain@image", "pretrain@text"):
+    for name in ("validate@image", "validate@text", "pretrain@image", "pretrain@text", "pretrain@speech"):
         assert "data.speech.max_seconds" not in stages[name].params, name
-    assert "data.speech.max_seconds" in stages["pretrain@speech"].params
+    assert "data.speech.max_seconds" in stages["validate@speech"].params
 
 
 def test_top_level_plots_name_layout_files(layout: Layout) -> None:

@@ -5,6 +5,7 @@ import yaml
 
 from d2v.config import load_params
 from d2v.errors import ConfigError
+from d2v.train.config import SpeechTrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,4 +42,22 @@ def test_unknown_schedule_is_rejected(tmp_path) -> None:
     path = _write(tmp_path, lambda p: p["image"].update(schedule="linear"))
     expected = r"pretrain\.image\.schedule: expected one of \['cosine', 'tri_stage'\]"
     with pytest.raises(ConfigError, match=expected):
+        load_params(path)
+
+
+def test_speech_recipe_has_a_typed_crop_length_and_the_others_do_not(tmp_path) -> None:
+    speech = load_params(REPO / "params.yaml").pretrain.speech
+    assert isinstance(speech, SpeechTrainConfig) and speech.crop_seconds >= 2.0  # seconds of context
+    assert speech.crop_samples(16_000) == round(speech.crop_seconds * 16_000)
+    path = _write(tmp_path, lambda p: p["speech"].update(crop_seconds="long"))
+    with pytest.raises(ConfigError, match=r"pretrain\.speech\.crop_seconds"):
+        load_params(path)
+    path = _write(tmp_path, lambda p: p["image"].update(crop_seconds=4.0))
+    with pytest.raises(ConfigError, match=r"pretrain\.image\.crop_seconds: unknown key"):
+        load_params(path)
+
+
+def test_speech_crop_shorter_than_one_frame_is_rejected(tmp_path) -> None:
+    path = _write(tmp_path, lambda p: p["speech"].update(crop_seconds=0.01))
+    with pytest.raises(ConfigError, match=r"pretrain\.speech\.crop_seconds: expected >= 0\.025.*got 0\.01"):
         load_params(path)

@@ -103,7 +103,6 @@ def run(args: argparse.Namespace) -> int:
         checkpoint=layout.checkpoint(modality),
         metrics_dir=layout.pretrain_metrics_dir,
         seed=params.pretrain.resolve_seed(params.seed),
-        max_speech_seconds=params.data.speech.max_seconds,
         resume=args.resume,
         init_checkpoint=Path(args.init_checkpoint) if args.init_checkpoint else None,
     )
