@@ -178,8 +178,9 @@ class LogMelFrames(InputFeatures):
             wave = wave.masked_fill(sample_padding, 0.0)
         mel = self.feature_extractor(wave.float()).transpose(1, 2)  # (B, T, bands)
         frames = mel.shape[1]
-        samples = torch.full((wave.shape[0],), wave.shape[1]) if sample_padding is None else (~sample_padding).sum(1)
-        padding = torch.arange(frames)[None, :] >= self.output_lengths(samples).clamp_min(1)[:, None]  # (B, T)
+        samples = (torch.full((wave.shape[0],), wave.shape[1], device=wave.device) if sample_padding is None
+                   else (~sample_padding).sum(1))
+        padding = torch.arange(frames, device=wave.device)[None, :] >= self.output_lengths(samples).clamp_min(1)[:, None]  # (B, T)
         return {"conv_features": _normalise(torch.log(mel + 1e-6), padding), "frame_padding_mask": padding}
 
     def forward(self, batch: Batch) -> EncoderOutput:
