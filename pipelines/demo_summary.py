@@ -8,7 +8,7 @@ from pathlib import Path
 
 from d2v.layout import MODALITIES, Layout
 from d2v.report.health import learned_nothing
-from d2v.report.inputs import read_eval
+from d2v.report.inputs import EvalRecord, read_eval
 
 # Shown beside a main task: near 100 % WER, fewer words wrong can just mean fewer words emitted
 # (an almost empty transcript beats one full of insertions), so speech's WER comes with its CER.
@@ -29,6 +29,8 @@ def headline_rows(layout: Layout) -> list[str]:
                 f"  {modality:<7} {r.task:<13} {r.metric:<6} pretrained {r.pretrained:.4f}"
                 f"  random init {r.random_init:.4f}  delta {r.delta:+.4f}  pretraining helps: {r.verdict}"
             )
+            if r.input_baseline is not None:
+                rows.append(input_baseline_row(r))
     return rows
 
 
@@ -47,6 +49,13 @@ def health_rows(layout: Layout) -> list[str]:
         rows.append(f"  {modality:<7} relative loss {start} -> {summary['final_rel_loss']:.3f}"
                     + ("  LEARNED NOTHING (relative loss >= 1)" if flag else ""))
     return rows
+
+
+def input_baseline_row(r: EvalRecord) -> str:
+    """The line under a main result: its non-learned input baseline and whether pretraining beats it."""
+    beats = "yes" if r.beats_input_baseline else "no: not yet a result"
+    return (f"  {'':<7} {'':<13} {'':<6} input baseline ({r.input_baseline_name}) {r.input_baseline:.4f}"
+            f"  pretrained - baseline {r.input_baseline_delta:+.4f}  beats the input baseline: {beats}")
 
 
 def output_files(layout: Layout) -> list[Path]:

@@ -1,4 +1,5 @@
-"""Pretrained vs random init: the same evaluation, budget and seed, and the difference recorded.
+"""Pretrained vs random init and vs the input itself: the same evaluation, budget and seed, and the
+differences recorded.
 
 The record (one per task), as written to `metrics/eval/<modality>.json` under the task's name:
 
@@ -9,7 +10,7 @@ The record (one per task), as written to `metrics/eval/<modality>.json` under th
     random_init       the metric from a freshly initialised encoder of the same architecture
     delta             pretrained - random_init
     n_train, n_test   examples used for training and scoring
-    wall_time_s       seconds for both runs together
+    wall_time_s       seconds for all runs together (pretrained, random init, input baseline)
     delta_ci95_low, delta_ci95_high
                       95 % paired-bootstrap interval of delta over the test examples
                       (d2v.eval.significance); null when not computed (no per-example outputs kept)
@@ -17,6 +18,17 @@ The record (one per task), as written to `metrics/eval/<modality>.json` under th
                       speech: characters emitted / reference characters on the scored split, per
                       run; null for other tasks. Below MIN_OUTPUT_RATIO the run's transcripts are
                       near-empty, and a win by that run is "inconclusive"
+    input_baseline_name
+                      the non-learned input baseline run with the same procedure, budget, data and
+                      seed (d2v.eval.input_features): "raw pixels", "bag of words", "log-mel frames"
+    input_baseline    its metric; input_baseline_delta = pretrained - input_baseline, with its 95 %
+                      paired-bootstrap interval input_baseline_delta_ci95_low / _high and, for
+                      speech, input_baseline_output_ratio
+    beats_input_baseline
+                      written with the record (a property here): true only when the pretrained run
+                      beats the input baseline conclusively (interval clear of 0 in its favour);
+                      null without an input baseline. The input_baseline* keys are null in files
+                      written before input baselines existed.
 
 `metrics/eval/image_confusion.csv` (columns actual,predicted; one row per test image) feeds the
 confusion-matrix template of `dvc plots`.
@@ -27,10 +39,10 @@ from __future__ import annotations
 import csv
 import io
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 
@@ -63,20 +75,38 @@ class BaselineRecord:
     delta_ci95_high: float | None = None
     pretrained_output_ratio: float | None = None
     random_init_output_ratio: float | None = None
+    input_baseline_name: str | None = None
+    input_baseline: float | None = None
+    input_baseline_delta: float | None = None  # pretrained - input_baseline
+    input_baseline_delta_ci95_low: float | None = None
+    input_baseline_delta_ci95_high: float | None = None
+    input_baseline_output_ratio: float | None = None
 
     @property
     def inconclusive_reason(self) -> str | None:
-        """Why the sign of delta means nothing, or None. Error rates only: when both runs score
-        100 % or more (an empty transcript scores exactly 100 %, so neither recognises anything), or
-        when the better run's transcripts are near-empty (it wins by deleting, not recognising)."""
-        if not is_error_rate(self.metric):
+        """Why the sign of delta means nothing, or None (see `inconclusive_reason`)."""
+        return inconclusive_reason(
+            self.metric, self.pretrained, self.random_init, self.pretrained_output_ratio, self.random_init_output_ratio
+        )
+
+    @property
+    def beats_input_baseline(self) -> bool | None:
+        """None without an input baseline. Otherwise true only when the pretrained run is better and
+        it shows: the comparison is conclusive (as for random init: not both error rates >= 100 %, no
+        win by near-empty transcripts) and the 95 % interval of pretrained - input baseline is clear
+        of 0 in the pretrained run's favour (by the sign alone where no interval could be paired)."""
+        if self.input_baseline is None or self.input_baseline_delta is None:
             return None
-        if min(self.pretrained, self.random_init) >= 1.0:
-            return "both >= 100 %"
-        winner_ratio = self.pretrained_output_ratio if self.delta < 0 else self.random_init_output_ratio
-        if self.delta != 0 and winner_ratio is not None and winner_ratio < MIN_OUTPUT_RATIO:
-            return f"the better run's transcripts are near-empty: {winner_ratio:.0%} of the reference length"
-        return None
+        reason = inconclusive_reason(
+            self.metric, self.pretrained, self.input_baseline, self.pretrained_output_ratio,
+            self.input_baseline_output_ratio,
+        )
+        if reason is not None:
+            return False
+        low, high = self.input_baseline_delta_ci95_low, self.input_baseline_delta_ci95_high
+        if low is None or high is None:
+            return self.input_baseline_delta > 0 if self.higher_is_better else self.input_baseline_delta < 0
+        return low > 0 if self.higher_is_better else high < 0
 
     @property
     def conclusive(self) -> bool:
@@ -108,6 +138,22 @@ class BaselineRecord:
 def is_error_rate(metric: str) -> bool:
     """Word / character error rates, also when scored on an extra split (`asr_real_wer`)."""
     return metric in ("wer", "cer") or metric.endswith(("_wer", "_cer"))
+
+
+def inconclusive_reason(
+    metric: str, ours: float, theirs: float, our_ratio: float | None, their_ratio: float | None
+) -> str | None:
+    """Why the sign of ours - theirs means nothing, or None. Error rates only: when both runs score
+    100 % or more (an empty transcript scores exactly 100 %, so neither recognises anything), or
+    when the better run's transcripts are near-empty (it wins by deleting, not recognising)."""
+    if not is_error_rate(metric):
+        return None
+    if min(ours, theirs) >= 1.0:
+        return "both >= 100 %"
+    winner_ratio = our_ratio if ours < theirs else their_ratio
+    if ours != theirs and winner_ratio is not None and winner_ratio < MIN_OUTPUT_RATIO:
+        return f"the better run's transcripts are near-empty: {winner_ratio:.0%} of the reference length"
+    return None
 
 
 def _metric(result: EvalResult, metric: str, task: str, which: str) -> float:
@@ -164,6 +210,15 @@ def paired_interval(
     return paired_bootstrap_interval([test_set], seed=seed)
 
 
+class Comparison(NamedTuple):
+    """A comparison's record and the finished runs behind it (for re-scoring on other metrics)."""
+
+    record: BaselineRecord
+    pretrained: EvalResult
+    random_init: EvalResult
+    input_baseline: EvalResult | None = None
+
+
 def compare_with_random_init(
     task: str,
     metric: str,
@@ -173,31 +228,70 @@ def compare_with_random_init(
     seed: int,
     scorer: Callable[[EvalResult], SubsetScore] | None = None,
     side_by_side: bool = False,
-) -> tuple[BaselineRecord, EvalResult, EvalResult]:
-    """Run `evaluate` on both encoders from the same seed; return the record and both results.
+    input_baseline: FeatureEncoder | None = None,
+) -> Comparison:
+    """Run `evaluate` on both encoders (and the input baseline) from the same seed; the record and the runs.
 
     `random_init` builds the same architecture with fresh weights; it is called under `seed`, so
     the baseline itself is reproducible. `scorer` (a result -> its metric on any subset of its test
-    examples) adds the 95 % interval of delta. `side_by_side` runs the two evaluations at the same
-    time in two single-threaded processes (d2v.eval.side_by_side) where this process has at most
-    two threads, else in turn; the seeding is the same either way.
+    examples) adds the 95 % intervals. `input_baseline` (d2v.eval.input_features) is run through the
+    same `evaluate` as a third run. `side_by_side` runs the evaluations at the same time in
+    single-threaded processes (d2v.eval.side_by_side) where this process has at most two threads,
+    else in turn; the seeding is the same either way.
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
     baseline_encoder = random_init()
     runs = [partial(_labelled, "pretrained", evaluate, pretrained), partial(_labelled, "random init", evaluate, baseline_encoder)]
-    if side_by_side and worth_running_side_by_side(len(runs)):
-        pretrained_result, baseline_result = run_side_by_side(
-            runs, seed, labels=[f"{task} (pretrained)", f"{task} (random init)"]
-        )
+    labels = [f"{task} (pretrained)", f"{task} (random init)"]
+    if input_baseline is not None:
+        runs.append(partial(_labelled, "input baseline", evaluate, input_baseline))
+        labels.append(f"{task} (input baseline)")
+    # The decision is the pair's: the input baseline, a linear model on fixed features (seconds),
+    # joins them as a third single-threaded process and fills the gaps two tiny-model runs leave.
+    if side_by_side and worth_running_side_by_side(2):
+        results = run_side_by_side(runs, seed, labels=labels)
     else:
-        torch.manual_seed(seed)
-        pretrained_result = runs[0]()
-        torch.manual_seed(seed)
-        baseline_result = runs[1]()
+        results = []
+        for run in runs:
+            torch.manual_seed(seed)
+            results.append(run())
+    pretrained_result, baseline_result = results[0], results[1]
     interval = None if scorer is None else paired_interval(scorer, pretrained_result, baseline_result, seed)
     record = make_record(task, metric, pretrained_result, baseline_result, time.perf_counter() - start, interval=interval)
-    return record, pretrained_result, baseline_result
+    input_result = results[2] if input_baseline is not None else None
+    if input_result is not None:
+        name = getattr(input_baseline, "baseline_name", type(input_baseline).__name__)
+        record = with_input_baseline(record, pretrained_result, input_result, name, scorer, seed)
+    return Comparison(record, pretrained_result, baseline_result, input_result)
+
+
+def with_input_baseline(
+    record: BaselineRecord,
+    pretrained: EvalResult,
+    input_baseline: EvalResult,
+    name: str,
+    scorer: Callable[[EvalResult], SubsetScore] | None,
+    seed: int,
+    split: str = "test",
+) -> BaselineRecord:
+    """The record with the input baseline's score on the record's metric, pretrained - baseline and
+    its 95 % interval (scored on `split`, as the record's interval is)."""
+    if (pretrained.n_train, pretrained.n_test) != (input_baseline.n_train, input_baseline.n_test):
+        raise D2VError(f"{record.task}: pretrained and input-baseline runs saw different data; the comparison would be unfair")
+    score = _metric(input_baseline, record.metric, record.task, "input-baseline")
+    interval = None
+    if scorer is not None:
+        interval = paired_interval(scorer, pretrained.on_split(split), input_baseline.on_split(split), seed)
+    return replace(
+        record,
+        input_baseline_name=name,
+        input_baseline=score,
+        input_baseline_delta=record.pretrained - score,
+        input_baseline_delta_ci95_low=None if interval is None else interval[0],
+        input_baseline_delta_ci95_high=None if interval is None else interval[1],
+        input_baseline_output_ratio=input_baseline.output_ratios.get(split),
+    )
 
 
 def _labelled(label: str, evaluate: Callable[[FeatureEncoder], EvalResult], encoder: FeatureEncoder) -> EvalResult:
@@ -212,7 +306,12 @@ def write_eval_metrics(path: str | Path, records: Sequence[BaselineRecord]) -> P
     names = [r.task for r in records]
     if len(set(names)) != len(names):
         raise D2VError(f"{path}: duplicate task names {names}")
-    return atomic_write_json(path, {r.task: asdict(r) for r in records}, sort_keys=False)
+    return atomic_write_json(path, {r.task: record_json(r) for r in records}, sort_keys=False)
+
+
+def record_json(record: BaselineRecord) -> dict:
+    """The record's fields plus the verdict against the input baseline (a derived value)."""
+    return {**asdict(record), "beats_input_baseline": record.beats_input_baseline}
 
 
 def write_confusion_csv(

@@ -164,7 +164,8 @@ def pool(output: EncoderOutput, pooling: str) -> Tensor:
     if pooling != "mean":
         raise D2VError(f"unknown pooling {pooling!r} (expected mean or cls)")
     if output.padding_mask is None:
-        return output.x.mean(dim=1)
+        # One token (the input baselines' features): itself, without a reduction over a (B, 1, D) copy.
+        return output.x[:, 0] if output.x.shape[1] == 1 else output.x.mean(dim=1)
     keep = (~output.padding_mask).unsqueeze(-1).to(output.x.dtype)  # (B, T, 1)
     return (output.x * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)
 

@@ -8,27 +8,31 @@ splits from d2v/data. Each returns its records (see d2v.eval.baseline for the ke
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
-from d2v.core.types import FeatureEncoder
+from d2v.core.types import Batch, FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.augment import ImageAugment
 from d2v.eval.baseline import (
     BaselineRecord,
+    Comparison,
     compare_with_random_init,
     make_record,
     paired_interval,
+    with_input_baseline,
     write_confusion_csv,
     write_eval_metrics,
 )
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.ctc import ctc_finetune
-from d2v.eval.data import Collate, EvalResult
+from d2v.eval.data import Collate, EvalResult, get_split
 from d2v.eval.finetune import finetune
+from d2v.eval.input_features import BagOfNgrams, LogMelFrames, RawPixels
 from d2v.eval.linear_probe import linear_probe
 from d2v.layout import confusion_name
 from d2v.eval.metrics import NOT_AVERAGED, glue_average, glue_task_key, glue_task_kind, glue_task_metrics
@@ -71,11 +75,16 @@ def evaluate_image(
     collate: Collate | None = None,
     side_by_side: bool = False,
 ) -> list[BaselineRecord]:
-    """Linear probe (the main task) and fine-tuning; confusion matrix of the pretrained probe."""
+    """Linear probe (the main task) and fine-tuning; confusion matrix of the pretrained probe.
+
+    The input baseline is the raw pixels: through the probe, standardised pixels and a linear
+    classifier; through fine-tuning, a LayerNorm + linear head on the pixels trained end to end
+    with the fine-tuning recipe (augmentation included)."""
     common = dict(splits=splits, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed, collate=collate)
-    probe, probe_result, _ = compare_with_random_init(
+    pixels = RawPixels.for_batch(sample_batch(splits, collate, "image evaluation"))
+    probe = compare_with_random_init(
         "linear_probe", "top1", partial(linear_probe, cfg=cfg.linear_probe, **common), pretrained, random_init, cfg.seed,
-        scorer=_top1, side_by_side=side_by_side,
+        scorer=_top1, side_by_side=side_by_side, input_baseline=pixels,
     )
     tuned = compare_with_random_init(
         "finetune",
@@ -86,12 +95,20 @@ def evaluate_image(
         cfg.seed,
         scorer=_top1,
         side_by_side=side_by_side,
-    )[0]
+        input_baseline=pixels,
+    ).record
     out_dir = Path(out_dir)
-    write_confusion_csv(out_dir / confusion_name("image"), probe_result.references, probe_result.predictions, class_names)
-    records = [probe, tuned]
+    write_confusion_csv(
+        out_dir / confusion_name("image"), probe.pretrained.references, probe.pretrained.predictions, class_names
+    )
+    records = [probe.record, tuned]
     write_eval_metrics(out_dir / "image.json", records)
     return records
+
+
+def sample_batch(splits: Splits, collate: Collate | None, where: str) -> Batch:
+    """The first training example as a batch of one: what an input baseline sizes itself from."""
+    return (collate or default_collate)([get_split(splits, "train", where)[0]])
 
 
 def glue_task(
@@ -116,25 +133,46 @@ def evaluate_text(
     collate: Collate | None = None,
     side_by_side: bool = False,
 ) -> list[BaselineRecord]:
-    """Every task in cfg.tasks, then their GLUE-style average (the main record, listed first)."""
+    """Every task in cfg.tasks, then their GLUE-style average (the main record, listed first).
+
+    The input baseline of each task is a bag of piece n-grams (pair features for pair tasks) through
+    the same fine-tuning code: a LayerNorm + linear head on fixed features, the same recipe."""
     missing = [task for task in cfg.tasks if task not in task_splits]
     if missing:
         raise D2VError(f"text evaluation: no data for task(s) {missing} (have: {', '.join(task_splits) or 'none'})")
-    records, averaged_test_sets = [], []
-    every_task_paired = True
+    comparisons: dict[str, Comparison] = {}
     for task in cfg.tasks:
         evaluate = partial(glue_task, splits=task_splits[task], task=task, cfg=cfg, collate=collate)
-        scorer = _glue_score(task)
-        record, ours, theirs = compare_with_random_init(
-            task, "score", evaluate, pretrained, random_init, cfg.seed, scorer=scorer, side_by_side=side_by_side
+        words = BagOfNgrams.for_batch(sample_batch(task_splits[task], collate, f"text task {task}"))
+        comparisons[task] = compare_with_random_init(
+            task, "score", evaluate, pretrained, random_init, cfg.seed, scorer=_glue_score(task),
+            side_by_side=side_by_side, input_baseline=words,
         )
-        records.append(record)
-        if glue_task_key(task) not in NOT_AVERAGED:
-            every_task_paired &= record.delta_ci95_low is not None
-            averaged_test_sets.append(PairedTestSet(len(ours.references), scorer(ours), scorer(theirs)))
-    # The average's interval resamples every task's test set on each draw (paired within each task).
-    paired = every_task_paired and averaged_test_sets
-    interval = paired_bootstrap_interval(averaged_test_sets, seed=cfg.seed) if paired else None
+    records = [glue_average_record(comparisons, cfg.seed), *(c.record for c in comparisons.values())]
+    write_eval_metrics(Path(out_dir) / "text.json", records)
+    return records
+
+
+def _average_interval(
+    comparisons: Mapping[str, Comparison], other: Callable[[Comparison], EvalResult | None], seed: int
+) -> tuple[float, float] | None:
+    """The average's interval: every task's test set resampled on each draw (paired within each
+    task); None when any task's runs cannot be paired."""
+    test_sets = []
+    for task, c in comparisons.items():
+        theirs = other(c)
+        if theirs is None or not c.pretrained.references or c.pretrained.references != theirs.references:
+            return None
+        scorer = _glue_score(task)
+        test_sets.append(PairedTestSet(len(c.pretrained.references), scorer(c.pretrained), scorer(theirs)))
+    return paired_bootstrap_interval(test_sets, seed=seed) if test_sets else None
+
+
+def glue_average_record(comparisons: Mapping[str, Comparison], seed: int) -> BaselineRecord:
+    """The GLUE-style average of the task records (MNLI-mm left out), with both intervals."""
+    records = [c.record for c in comparisons.values()]
+    averaged = {task: c for task, c in comparisons.items() if glue_task_key(task) not in NOT_AVERAGED}
+    interval = _average_interval(averaged, lambda c: c.random_init, seed)
     pretrained_avg = glue_average({r.task: r.pretrained for r in records})
     random_avg = glue_average({r.task: r.random_init for r in records})
     average = BaselineRecord(
@@ -150,9 +188,19 @@ def evaluate_text(
         delta_ci95_low=None if interval is None else interval[0],
         delta_ci95_high=None if interval is None else interval[1],
     )
-    records.insert(0, average)
-    write_eval_metrics(Path(out_dir) / "text.json", records)
-    return records
+    if any(r.input_baseline is None for r in records):
+        return average
+    names = sorted({str(r.input_baseline_name) for r in records})
+    baseline_avg = glue_average({r.task: r.input_baseline for r in records})  # type: ignore[misc]
+    interval = _average_interval(averaged, lambda c: c.input_baseline, seed)
+    return replace(
+        average,
+        input_baseline_name=", ".join(names),
+        input_baseline=baseline_avg,
+        input_baseline_delta=pretrained_avg - baseline_avg,
+        input_baseline_delta_ci95_low=None if interval is None else interval[0],
+        input_baseline_delta_ci95_high=None if interval is None else interval[1],
+    )
 
 
 def evaluate_speech(
@@ -164,24 +212,30 @@ def evaluate_speech(
     collate: Collate | None = None,
     extra_test_splits: Sequence[str] = (),
     side_by_side: bool = False,
+    input_baseline: FeatureEncoder | None = None,
 ) -> list[BaselineRecord]:
-    """CTC fine-tuning: WER (main) and CER on "test", plus each extra test split that exists."""
+    """CTC fine-tuning: WER (main) and CER on "test", plus each extra test split that exists.
+
+    The input baseline (default: log-mel frames on wav2vec 2.0's 20 ms grid; the stage passes the
+    model's own grid) is a linear CTC head on those frames, trained with the same recipe."""
     evaluate = partial(ctc_finetune, splits=splits, cfg=cfg, collate=collate, extra_test_splits=extra_test_splits)
-    main, ours, theirs = compare_with_random_init(
+    comparison = compare_with_random_init(
         "ctc", "wer", evaluate, pretrained, random_init, cfg.seed, scorer=_error_rate("word"),
-        side_by_side=side_by_side,
+        side_by_side=side_by_side, input_baseline=LogMelFrames() if input_baseline is None else input_baseline,
     )
+    main, ours, theirs, frames = comparison
     records = [main]
-    for metric in ours.metrics:  # the same two runs, scored on other metrics and extra test splits
+    for metric in ours.metrics:  # the same runs, scored on other metrics and extra test splits
         if metric != "wer":
             split = metric.rsplit("_", 1)[0] if "_" in metric else "test"
             scorer = _error_rate("char" if metric.endswith("cer") else "word")
             interval = paired_interval(scorer, ours.on_split(split), theirs.on_split(split), cfg.seed)
-            records.append(
-                make_record(
-                    f"ctc_{metric}", metric, ours, theirs, main.wall_time_s,
-                    n_test=ours.extra_test_sizes.get(split), interval=interval, split=split,
-                )
+            record = make_record(
+                f"ctc_{metric}", metric, ours, theirs, main.wall_time_s,
+                n_test=ours.extra_test_sizes.get(split), interval=interval, split=split,
             )
+            if frames is not None:
+                record = with_input_baseline(record, ours, frames, str(main.input_baseline_name), scorer, cfg.seed, split)
+            records.append(record)
     write_eval_metrics(Path(out_dir) / "speech.json", records)
     return records

@@ -8,7 +8,7 @@ runs the whole evaluation once per seed; `seed_spread` summarises the deltas per
 
     {task: {"metric", "higher_is_better", "seeds": [...], "deltas": [...], "verdicts": [...],
             "mean_delta", "std_delta" (sample std; 0 for one seed), "min_delta", "max_delta",
-            "helps_every_seed"}}
+            "helps_every_seed", "input_baseline_deltas", "beats_input_baseline_every_seed"}}
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ def seed_spread(records_by_seed: Mapping[int, Sequence[BaselineRecord]]) -> dict
             "min_delta": min(deltas),
             "max_delta": max(deltas),
             "helps_every_seed": all(r.pretraining_helps for r in runs),
+            # pretrained - input baseline per seed (null where a run had none) and its verdict
+            "input_baseline_deltas": [r.input_baseline_delta for r in runs],
+            "beats_input_baseline_every_seed": all(r.beats_input_baseline for r in runs),
         }
     return summary
 

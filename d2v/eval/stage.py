@@ -18,6 +18,7 @@ from d2v.data.datasets import ImageCollate, ImageDataset, SpeechCollate, SpeechD
 from d2v.errors import D2VError
 from d2v.eval.baseline import BaselineRecord
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
+from d2v.eval.input_features import LogMelFrames
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
 from d2v.layout import eval_tasks_name
 from d2v.models import model_spec
@@ -69,6 +70,7 @@ def evaluate_modality(
         records = evaluate_speech(
             pretrained, random_init, speech_splits(choice, data_root), cfg, out_dir, collate=SpeechCollate(crop=False),
             extra_test_splits=SPEECH_EXTRA_TEST, side_by_side=side_by_side,
+            input_baseline=log_mel_on_model_grid(choice, data_root),
         )
     elif modality == "text":
         assert isinstance(cfg, TextEvalConfig)
@@ -85,11 +87,28 @@ def evaluate_modality(
     return records
 
 
+def log_mel_on_model_grid(choice: ModelChoice, data_root: Path) -> LogMelFrames:
+    """The log-mel input baseline on the speech model's own frame grid (its conv stack's window and hop)."""
+    spec = model_spec("speech", choice, prepared_shape("speech", data_root)).speech
+    if spec is None:
+        raise D2VError("speech evaluation: the model has no speech front end spec")
+    return LogMelFrames.on_grid_of(spec.conv_layers)
+
+
 def write_task_table(path: Path, records: list[BaselineRecord]) -> Path:
-    """The records as a CSV (task, metric, pretrained, random_init, delta) for `dvc plots`."""
-    lines = ["task,metric,pretrained,random_init,delta"]
-    lines += [f"{r.task},{r.metric},{r.pretrained:.6f},{r.random_init:.6f},{r.delta:.6f}" for r in records]
+    """The records as a CSV for `dvc plots`: task, metric, pretrained, random_init, delta, then the
+    input baseline's score and pretrained - input baseline (empty where a record has none)."""
+    lines = ["task,metric,pretrained,random_init,delta,input_baseline,input_baseline_delta"]
+    lines += [
+        f"{r.task},{r.metric},{r.pretrained:.6f},{r.random_init:.6f},{r.delta:.6f},"
+        f"{_csv_number(r.input_baseline)},{_csv_number(r.input_baseline_delta)}"
+        for r in records
+    ]
     return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _csv_number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6f}"
 
 
 def speech_splits(choice: ModelChoice, data_root: Path) -> dict[str, Dataset]:

@@ -34,6 +34,9 @@ class PretrainRun:
     steps: dict[str, tuple[float, ...]]  # column -> values, one per logged step ({} if no step log)
 
 
+INPUT_BASELINE_NUMBERS = ("input_baseline", "input_baseline_delta", "input_baseline_delta_ci95_low",
+                          "input_baseline_delta_ci95_high", "input_baseline_output_ratio")
+
 # The report reads back exactly what d2v.eval writes.
 EvalRecord = BaselineRecord
 
@@ -145,6 +148,7 @@ def _record(raw: Any, where: str) -> EvalRecord:
             delta_ci95_high=_optional_float(raw.get("delta_ci95_high")),
             pretrained_output_ratio=_optional_float(raw.get("pretrained_output_ratio")),
             random_init_output_ratio=_optional_float(raw.get("random_init_output_ratio")),
+            **_input_baseline_fields(raw),
         )
     except (TypeError, ValueError) as exc:
         raise D2VError(f"{where}: {exc}") from None
@@ -152,6 +156,16 @@ def _record(raw: Any, where: str) -> EvalRecord:
 
 def _optional_float(value: Any) -> float | None:
     return None if value is None else float(value)
+
+
+def _input_baseline_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional input-baseline keys (absent from files written before input baselines existed);
+    `beats_input_baseline` in the file is derived from them and is recomputed by the record."""
+    name = raw.get("input_baseline_name")
+    return {
+        "input_baseline_name": None if name is None else str(name),
+        **{key: _optional_float(raw.get(key)) for key in INPUT_BASELINE_NUMBERS},
+    }
 
 
 def read_eval(path: Path) -> tuple[EvalRecord, ...]:

@@ -64,7 +64,7 @@ def task_label(modality: str, record: EvalRecord) -> str:
 
 
 def _verdict(record: EvalRecord) -> str:
-    return record.verdict
+    return record.verdict + input_baseline_caveat(record)
 
 
 def _model_words(params: Params, modality: str) -> str:
@@ -107,9 +107,11 @@ def summary_section(ctx: ReportContext) -> Section:
         Note("Scale: these numbers come from the profile in params.yaml (on the embedded default: tiny models, "
              "small real data, minutes of CPU). The paper's numbers in 'Paper reference numbers' come from "
              "models 100-1000x larger trained for days on 16 GPUs on the full benchmarks. They are context, "
-             "not a reproduction target; compare each pretrained number with its random-init baseline."),
+             "not a reproduction target; compare each pretrained number with its random-init baseline and "
+             "its input baseline."),
         Table(("modality", "model", "data validation", "pretraining", "main task", "pretrained", "random init",
                "Δ", "pretraining helps"), tuple(rows)),
+        *summary_input_baseline_blocks(ctx),
     ]
     return Section("Summary", tuple(blocks))
 
@@ -167,7 +169,8 @@ def downstream_section(ctx: ReportContext) -> Section:
         "randomly initialised one of the same architecture. Δ = pretrained − random init (for error rates a "
         "negative Δ is the gain). The Δ 95 % interval is a paired bootstrap over the test examples (1000 "
         "resamples, both runs scored on each); when it contains 0 the test set cannot tell the two runs apart "
-        "and the verdict is 'within noise'. It covers test-set sampling only, not the fine-tuning seed.")]
+        "and the verdict is 'within noise'. It covers test-set sampling only, not the fine-tuning seed."),
+        input_baseline_paragraph()]
     for m in ctx.modalities:
         blocks.append(Subheading(m.modality))
         if not m.evaluation:
@@ -175,11 +178,75 @@ def downstream_section(ctx: ReportContext) -> Section:
             continue
         caption = "the GLUE-style average is the unweighted mean of the task scores" if m.modality == "text" else ""
         blocks.append(Table(header, tuple(_record_row(m.modality, r) for r in m.evaluation), caption=caption))
+        blocks.extend(input_baseline_blocks(m))
         if m.confusion is not None:
             png = confusion_matrix(m.confusion, f"{m.modality}: confusion matrix of the pretrained model")
             blocks.append(Figure(f"confusion_{m.modality}.png", png,
                                  f"{m.modality}: test predictions of the pretrained model, rows = true class"))
     return Section("Downstream evaluation", tuple(blocks))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Input baselines: a caveat on every verdict, and tables of their own (a laptop-wide page has no room
+# for more columns beside the random-init ones)
+# ---------------------------------------------------------------------------------------------------
+
+NOT_YET_A_RESULT = "not yet a result: does not beat the input baseline"
+INPUT_BASELINE_HEADER = ("task", "pretrained", "input baseline", "pretrained − input baseline", "95 % interval",
+                         "beats input baseline")
+
+
+def input_baseline_caveat(r: EvalRecord) -> str:
+    """Appended to the random-init verdict of a record that does not beat its input baseline."""
+    return f"; {NOT_YET_A_RESULT}" if r.beats_input_baseline is False else ""
+
+
+def beats_input_words(r: EvalRecord) -> str:
+    if r.beats_input_baseline is None:
+        return "—"
+    return "yes" if r.beats_input_baseline else NOT_YET_A_RESULT
+
+
+def input_baseline_row(label: str, r: EvalRecord) -> tuple[str, ...]:
+    """Label, pretrained, the baseline's score (and which one), pretrained − baseline, its interval,
+    the verdict; dashes for a record written before input baselines existed."""
+    if r.input_baseline is None or r.input_baseline_delta is None:
+        return (label, metric_value(r, r.pretrained), "—", "—", "—", "—")
+    low, high = r.input_baseline_delta_ci95_low, r.input_baseline_delta_ci95_high
+    interval = "—" if low is None or high is None else (
+        f"{metric_value(r, low, signed=True)} … {metric_value(r, high, signed=True)}")
+    return (label, metric_value(r, r.pretrained), f"{metric_value(r, r.input_baseline)} ({r.input_baseline_name})",
+            metric_value(r, r.input_baseline_delta, signed=True), interval, beats_input_words(r))
+
+
+def input_baseline_blocks(m: ModalityInputs) -> list[Block]:
+    """Under a modality's downstream table: every task against its input baseline."""
+    if all(r.input_baseline is None for r in m.evaluation):
+        return []
+    rows = tuple(input_baseline_row(task_label(m.modality, r), r) for r in m.evaluation)
+    return [Table(INPUT_BASELINE_HEADER, rows, caption=f"{m.modality}: pretrained vs the input baseline")]
+
+
+def summary_input_baseline_blocks(ctx: ReportContext) -> list[Block]:
+    """The main task of each modality that has one against its input baseline."""
+    rows = tuple(input_baseline_row(f"{m.modality}: {task_label(m.modality, m.evaluation[0])}", m.evaluation[0])
+                 for m in ctx.modalities if m.evaluation and m.evaluation[0].input_baseline is not None)
+    if not rows:
+        return []
+    return [Table(("modality: main task", *INPUT_BASELINE_HEADER[1:]), rows,
+                  caption="main tasks vs their input baselines (the same procedure on non-learned features)")]
+
+
+def input_baseline_paragraph() -> Paragraph:
+    return Paragraph(
+        "Beating random init is a low bar, so every task also runs a third time, on a non-learned input "
+        "baseline under the same code, budget, data and seed: raw pixels for images (the probe's standardise + "
+        "linear classifier; for fine-tuning a LayerNorm + linear head on the pixels, trained with the "
+        "fine-tuning recipe), bag-of-words features (log-scaled counts of the tokenizer's pieces plus the "
+        "length; pairs as [a, b, |a − b|, a · b]) through the text fine-tuning head and recipe, and 80 log-mel "
+        "bands on the model's 20 ms frame grid under a linear CTC head trained with the CTC recipe. A task "
+        "whose pretrained score is not better than its input baseline with the 95 % interval of the "
+        f"difference clear of 0 is '{NOT_YET_A_RESULT}', whatever it gains over random init.")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -245,11 +312,14 @@ def throughput_section(ctx: ReportContext) -> Section:
             rows.append((f"evaluate@{m.modality}", NOT_RUN, "—", "—"))
         for r in runs:
             total += r.wall_time_s
-            rate = 2 * (r.n_train + r.n_test) / r.wall_time_s if r.wall_time_s > 0 else math.nan
+            n_runs = 2 if r.input_baseline is None else 3
+            rate = n_runs * (r.n_train + r.n_test) / r.wall_time_s if r.wall_time_s > 0 else math.nan
+            which = "pretrained + random init" + ("" if r.input_baseline is None else f" + {r.input_baseline_name}")
             rows.append((f"evaluate@{m.modality}: {r.task}", fmt(rate, 2), fmt(r.wall_time_s, 1),
-                         f"pretrained + random init, {r.n_train} train / {r.n_test} test examples each"))
+                         f"{which}, {r.n_train} train / {r.n_test} test examples each"))
     caption = ("pretraining: training samples per second of training time; evaluation: "
-               "2 runs × (n_train + n_test) / wall time, a lower bound whatever the epochs")
+               "runs (2, or 3 with the input baseline) × (n_train + n_test) / wall time, a lower bound "
+               "whatever the epochs")
     return Section("Throughput and wall time per stage", (
         Table(("stage", "samples/s", "wall time (s)", "note"), tuple(rows), caption=caption),
         Paragraph(f"Recorded wall time, pretraining + evaluation: {total:.1f} s. Data stages record no times."),

@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import json
 from functools import partial
+from typing import Callable
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from d2v.eval.baseline import (
     compare_with_random_init,
     make_record,
     paired_interval,
+    with_input_baseline,
     write_confusion_csv,
     write_eval_metrics,
 )
@@ -26,7 +28,10 @@ from eval_standins import PatchEmbed, StandInEncoder
 RECORD_KEYS = {
     "task", "metric", "higher_is_better", "pretrained", "random_init", "delta", "n_train", "n_test", "wall_time_s",
     "delta_ci95_low", "delta_ci95_high", "pretrained_output_ratio", "random_init_output_ratio",
+    "input_baseline_name", "input_baseline", "input_baseline_delta", "input_baseline_delta_ci95_low",
+    "input_baseline_delta_ci95_high", "input_baseline_output_ratio",
 }
+JSON_KEYS = RECORD_KEYS | {"beats_input_baseline"}  # the verdict, derived, is written too
 
 
 def fake_evaluate(encoder: torch.nn.Module) -> EvalResult:
@@ -38,13 +43,13 @@ def fake_evaluate(encoder: torch.nn.Module) -> EvalResult:
 def test_record_keys_and_delta() -> None:
     pretrained = torch.nn.Linear(2, 2)
     pretrained.pretrained = True
-    record, ours, theirs = compare_with_random_init("probe", "top1", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0)
-    assert set(record.__dict__) == RECORD_KEYS
+    record, ours, theirs, no_input = compare_with_random_init("probe", "top1", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0)
+    assert set(record.__dict__) == RECORD_KEYS and no_input is None
     assert record.delta_ci95_low is None and record.delta_ci95_high is None  # no scorer, no interval
     assert record.delta == pytest.approx(0.3) and record.higher_is_better and record.pretraining_helps
     assert (record.n_train, record.n_test) == (10, 5) and record.wall_time_s >= 0
     assert ours.metrics["top1"] == 0.9 and theirs.metrics["top1"] == 0.6
-    wer, _, _ = compare_with_random_init("asr", "wer", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0)
+    wer = compare_with_random_init("asr", "wer", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0).record
     assert wer.delta == pytest.approx(-0.5) and not wer.higher_is_better and wer.pretraining_helps
 
 
@@ -159,7 +164,8 @@ def test_metrics_file_and_confusion_csv(tmp_path) -> None:
     record = compare_with_random_init("linear_probe", "top1", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0)[0]
     path = write_eval_metrics(tmp_path / "metrics" / "eval" / "image.json", [record])
     written = json.loads(path.read_text())
-    assert list(written) == ["linear_probe"] and set(written["linear_probe"]) == RECORD_KEYS
+    assert list(written) == ["linear_probe"] and set(written["linear_probe"]) == JSON_KEYS
+    assert written["linear_probe"]["beats_input_baseline"] is None  # no input baseline was run
     assert written["linear_probe"]["delta"] == pytest.approx(0.3)
     assert not list(path.parent.glob(".*tmp"))  # the temporary file was renamed away
 
@@ -173,3 +179,77 @@ def test_metrics_file_and_confusion_csv(tmp_path) -> None:
         write_eval_metrics(tmp_path / "dup.json", [record, record])
     with pytest.raises(D2VError, match="label 3 has no class name"):
         write_confusion_csv(tmp_path / "bad.csv", [3], [0], ["a", "b"])
+
+
+class InputStandIn(torch.nn.Linear):
+    """Marks the input-baseline run for `evaluate_three`."""
+
+    baseline_name = "raw pixels"
+
+
+def evaluate_three(input_right: int) -> Callable[[torch.nn.Module], EvalResult]:
+    """Per-example predictions on 200 examples: pretrained 90 % right, random init 60 %, the input
+    baseline `input_right` examples right."""
+    labels = [i % 2 for i in range(200)]
+
+    def evaluate(encoder: torch.nn.Module) -> EvalResult:
+        right = 180 if getattr(encoder, "pretrained", False) else input_right if isinstance(encoder, InputStandIn) else 120
+        predictions = [y if i < right else 1 - y for i, y in enumerate(labels)]
+        return EvalResult({"top1": right / 200}, 10, 200, predictions=predictions, references=labels)
+
+    return evaluate
+
+
+@pytest.mark.parametrize(("input_right", "beats"), [(190, False), (182, False), (140, True)])
+def test_the_input_baseline_is_a_third_run_with_its_own_interval(input_right: int, beats: bool, tmp_path) -> None:
+    pretrained = torch.nn.Linear(2, 2)
+    pretrained.pretrained = True
+    scorer = lambda result: accuracy_scorer(result.predictions, result.references)  # noqa: E731
+    comparison = compare_with_random_init(
+        "probe", "top1", evaluate_three(input_right), pretrained, lambda: torch.nn.Linear(2, 2), 0, scorer,
+        input_baseline=InputStandIn(2, 2),
+    )
+    record = comparison.record
+    assert comparison.input_baseline is not None and comparison.input_baseline.metrics["top1"] == input_right / 200
+    assert (record.input_baseline_name, record.input_baseline) == ("raw pixels", input_right / 200)
+    assert record.input_baseline_delta == pytest.approx(0.9 - input_right / 200)
+    assert record.input_baseline_delta_ci95_low <= record.input_baseline_delta <= record.input_baseline_delta_ci95_high  # type: ignore[operator]
+    assert record.beats_input_baseline is beats
+    assert record.verdict == "yes"  # beating random init is a separate question
+    written = json.loads(write_eval_metrics(tmp_path / "image.json", [record]).read_text())["probe"]
+    assert written["beats_input_baseline"] is beats and written["input_baseline_name"] == "raw pixels"
+
+
+@pytest.mark.parametrize(
+    ("metric", "pretrained", "baseline", "interval", "ratios", "beats"),
+    [
+        ("top1", 0.80, 0.70, (0.05, 0.15), None, True),
+        ("top1", 0.80, 0.78, (-0.01, 0.05), None, False),  # within noise: not a result yet
+        ("top1", 0.63, 0.83, (-0.23, -0.17), None, False),  # the demo's probe: raw pixels win
+        ("top1", 0.80, 0.70, None, None, True),  # no interval: the sign decides, as for random init
+        ("cer", 0.71, 0.75, (-0.06, -0.02), (0.9, 0.43), True),  # lower is better
+        ("cer", 0.71, 0.75, (-0.06, 0.01), (0.9, 0.43), False),
+        ("wer", 1.02, 1.20, (-0.25, -0.10), (0.9, 0.4), False),  # both >= 100 %: nothing recognised
+        ("cer", 0.60, 0.75, (-0.2, -0.1), (0.3, 0.9), False),  # a win by near-empty transcripts
+    ],
+)
+def test_beats_input_baseline_needs_a_conclusive_win(
+    metric: str, pretrained: float, baseline: float, interval: tuple[float, float] | None,
+    ratios: tuple[float, float] | None, beats: bool,
+) -> None:
+    low, high = interval if interval is not None else (None, None)
+    ours, theirs = ratios if ratios is not None else (None, None)
+    record = BaselineRecord(
+        "t", metric, metric == "top1", pretrained, 0.5, pretrained - 0.5, 10, 5, 0.0, pretrained_output_ratio=ours,
+        input_baseline_name="x", input_baseline=baseline, input_baseline_delta=pretrained - baseline,
+        input_baseline_delta_ci95_low=low, input_baseline_delta_ci95_high=high, input_baseline_output_ratio=theirs,
+    )
+    assert record.beats_input_baseline is beats
+    assert BaselineRecord("t", metric, True, 0.8, 0.5, 0.3, 10, 5, 0.0).beats_input_baseline is None
+
+
+def test_an_input_baseline_on_other_data_is_refused() -> None:
+    ours = EvalResult({"top1": 0.9}, 10, 5)
+    record = make_record("probe", "top1", ours, EvalResult({"top1": 0.5}, 10, 5), 0.0)
+    with pytest.raises(D2VError, match="pretrained and input-baseline runs saw different data"):
+        with_input_baseline(record, ours, EvalResult({"top1": 0.8}, 12, 5), "raw pixels", None, seed=0)

@@ -13,6 +13,7 @@ from d2v.errors import D2VError
 from d2v.eval.config import (
     FinetuneConfig, ImageAugmentConfig, ImageEvalConfig, LinearProbeConfig, SpeechEvalConfig, TextEvalConfig,
 )
+from d2v.eval.input_features import LogMelFrames
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
 
 from eval_standins import DictDataset, FrameEmbed, PatchEmbed, StandInEncoder, TokenEmbed
@@ -43,6 +44,12 @@ def test_evaluate_image_writes_metrics_and_confusion(tmp_path, image_splits) -> 
         assert written[record.task]["delta_ci95_low"] == record.delta_ci95_low
     rows = list(csv.DictReader((tmp_path / "image_confusion.csv").open()))
     assert len(rows) == 40 and set(rows[0]) == {"actual", "predicted"}
+    # Raw pixels through the same probe and fine-tuning, with their own intervals.
+    for record in records:
+        assert record.input_baseline_name == "raw pixels" and record.input_baseline is not None
+        assert record.input_baseline_delta == pytest.approx(record.pretrained - record.input_baseline)
+        assert record.input_baseline_delta_ci95_low is not None and record.beats_input_baseline is not None
+        assert written[record.task]["beats_input_baseline"] == record.beats_input_baseline
 
 
 def text_task(regression: bool) -> dict:
@@ -63,6 +70,10 @@ def test_evaluate_text_scores_glue_style_with_average(tmp_path) -> None:
     assert records[0].pretrained == pytest.approx((records[1].pretrained + records[2].pretrained) / 2)
     assert json.loads((tmp_path / "text.json").read_text())["average"]["metric"] == "score"
     assert all(r.delta_ci95_low is not None and r.delta_ci95_low <= r.delta_ci95_high for r in records)  # type: ignore[operator]
+    # Bag-of-words baselines per task; the average's is the mean of theirs, with its own interval.
+    assert [r.input_baseline_name for r in records] == ["bag of words"] * 3
+    assert records[0].input_baseline == pytest.approx((records[1].input_baseline + records[2].input_baseline) / 2)  # type: ignore[operator]
+    assert records[0].input_baseline_delta_ci95_low is not None
     with pytest.raises(D2VError, match=r"no data for task\(s\) \['STS-B'\]"):
         evaluate_text(factory(), factory, {"sst2": splits["sst2"]}, cfg, tmp_path)
 
@@ -74,7 +85,10 @@ def test_evaluate_speech_records_wer_cer_and_extra_split(tmp_path) -> None:
     )
     factory = lambda: StandInEncoder(FrameEmbed(32, 8), 32, 1, with_cls=False)  # noqa: E731
     splits = {"train": synthetic_speech(8, 1), "test": synthetic_speech(6, 2), "asr_real": synthetic_speech(3, 3)}
-    records = evaluate_speech(factory(), factory, splits, cfg, tmp_path, pad_collate, extra_test_splits=("asr_real",))
+    frames = LogMelFrames(window=32, hop=8, bands=8)  # the stand-in's 8-sample grid (utterances are short)
+    records = evaluate_speech(
+        factory(), factory, splits, cfg, tmp_path, pad_collate, extra_test_splits=("asr_real",), input_baseline=frames
+    )
     by_task = {r.task: r for r in records}
     assert list(by_task) == ["ctc", "ctc_cer", "ctc_asr_real_wer", "ctc_asr_real_cer"]
     assert not by_task["ctc"].higher_is_better and by_task["ctc_asr_real_wer"].n_test == 3
@@ -91,3 +105,8 @@ def test_evaluate_speech_records_wer_cer_and_extra_split(tmp_path) -> None:
         assert record.pretrained_output_ratio is not None and record.random_init_output_ratio is not None
     assert by_task["ctc"].random_init_output_ratio == by_task["ctc_cer"].random_init_output_ratio
     assert by_task["ctc_asr_real_wer"].random_init_output_ratio == by_task["ctc_asr_real_cer"].random_init_output_ratio
+    # The log-mel baseline is scored on every metric and split the encoders are.
+    for record in records:
+        assert record.input_baseline_name == "log-mel frames" and record.input_baseline_output_ratio is not None
+        assert record.input_baseline_delta_ci95_low is not None
+    assert by_task["ctc_asr_real_cer"].input_baseline_output_ratio == by_task["ctc_asr_real_wer"].input_baseline_output_ratio

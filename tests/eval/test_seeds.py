@@ -53,3 +53,17 @@ def test_parse_seeds(text: str, expected: list[int]) -> None:
 def test_bad_seeds_are_clear_errors(text: str, message: str) -> None:
     with pytest.raises(D2VError, match=message):
         parse_seeds(text)
+
+
+def test_spread_keeps_the_input_baseline_per_seed() -> None:
+    def probe(delta_vs_pixels: float, low: float, high: float) -> BaselineRecord:
+        return BaselineRecord("linear_probe", "top1", True, 0.63, 0.44, 0.19, 3000, 1000, 1.0, 0.16, 0.23,
+                              input_baseline_name="raw pixels", input_baseline=0.63 - delta_vs_pixels,
+                              input_baseline_delta=delta_vs_pixels, input_baseline_delta_ci95_low=low,
+                              input_baseline_delta_ci95_high=high)
+
+    row = seed_spread({0: [probe(0.03, 0.01, 0.05)], 1: [probe(0.01, -0.01, 0.03)]})["linear_probe"]
+    assert row["input_baseline_deltas"] == [0.03, 0.01]
+    assert row["beats_input_baseline_every_seed"] is False  # seed 1's interval contains 0
+    assert row["helps_every_seed"] is True
+    assert seed_spread({0: [record("t", 0.1, 0.05, 0.15)]})["t"]["beats_input_baseline_every_seed"] is False

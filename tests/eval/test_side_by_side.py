@@ -12,6 +12,7 @@ from d2v.errors import D2VError
 from d2v.eval.baseline import compare_with_random_init
 from d2v.eval.config import LinearProbeConfig
 from d2v.eval.data import EvalResult
+from d2v.eval.input_features import RawPixels
 from d2v.eval.linear_probe import linear_probe
 from d2v.eval.side_by_side import SideBySideError, run_side_by_side, worth_running_side_by_side
 
@@ -99,16 +100,23 @@ def test_side_by_side_comparison_equals_the_sequential_one(image_encoder_factory
     def fresh() -> StandInEncoder:
         return StandInEncoder(PatchEmbed(1, 16, 4), dim=16, depth=2)
 
+    pixels = RawPixels(64)  # the input baseline goes as a third single-threaded process
     records = [
-        compare_with_random_init("linear_probe", "top1", evaluate, image_encoder_factory(5), fresh, seed=3, side_by_side=mode)
+        compare_with_random_init(
+            "linear_probe", "top1", evaluate, image_encoder_factory(5), fresh, seed=3, side_by_side=mode,
+            input_baseline=pixels,
+        )
         for mode in (False, True)
     ]
-    sequential, parallel = (r[0] for r in records)
+    sequential, parallel = (r.record for r in records)
     assert (sequential.pretrained, sequential.random_init) == (parallel.pretrained, parallel.random_init)
-    assert records[0][1].predictions == records[1][1].predictions
-    assert records[0][2].predictions == records[1][2].predictions
-    assert records[0][1].metrics["pid"] == os.getpid()
-    assert os.getpid() != records[1][1].metrics["pid"] != records[1][2].metrics["pid"] != os.getpid()
+    assert (sequential.input_baseline, sequential.input_baseline_delta_ci95_low) == (
+        parallel.input_baseline, parallel.input_baseline_delta_ci95_low)
+    for run in (1, 2, 3):
+        assert records[0][run].predictions == records[1][run].predictions
+    assert records[0][1].metrics["pid"] == records[0][3].metrics["pid"] == os.getpid()
+    pids = {records[1][run].metrics["pid"] for run in (1, 2, 3)}
+    assert len(pids) == 3 and os.getpid() not in pids
 
 
 def test_side_by_side_comparison_passes_a_failure_through(two_threads) -> None:
@@ -130,7 +138,7 @@ def test_many_threads_run_in_turn_in_this_process() -> None:
     threads = torch.get_num_threads()
     torch.set_num_threads(4)
     try:
-        _, ours, theirs = compare_with_random_init(
+        _, ours, theirs, _ = compare_with_random_init(
             "probe", "top1", evaluate, torch.nn.Linear(2, 2), lambda: torch.nn.Linear(2, 2), 0, side_by_side=True
         )
     finally:

@@ -1,7 +1,9 @@
-"""The evaluate@speech inputs: the ASR splits read as the model expects them (d2v.eval.stage)."""
+"""The evaluate stage (d2v.eval.stage): the ASR splits read as the model expects them, and the
+per-task table for `dvc plots` (the existing columns first, then the input baseline)."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +11,9 @@ import torch
 
 from d2v.config import ModelChoice
 from d2v.data.datasets import SpeechCollate, normalize_utterance
+from d2v.eval.baseline import BaselineRecord
 from d2v.eval.ctc import FrozenFeatureSplit, with_transcripts
-from d2v.eval.stage import speech_splits
+from d2v.eval.stage import speech_splits, write_task_table
 from d2v.models import build_model, model_spec
 
 from speech_prepared import stored, write_prepared_speech
@@ -56,3 +59,19 @@ def test_frozen_cnn_cache_sees_the_normalised_utterance(tmp_path: Path) -> None:
         torch.testing.assert_close(cached[i]["conv_features"], direct)
         unnormalised = encoder.frozen_features({"waveform": torch.from_numpy(stored(wave))[None]})["conv_features"][0]
         assert not torch.allclose(cached[i]["conv_features"], unnormalised, atol=1e-3)
+
+
+def test_task_table_keeps_its_columns_and_adds_the_input_baseline(tmp_path) -> None:
+    records = [
+        BaselineRecord("average", "score", True, 0.586, 0.572, 0.014, 6000, 3570, 260.0,
+                       input_baseline_name="bag of words", input_baseline=0.654, input_baseline_delta=0.586 - 0.654),
+        BaselineRecord("old", "score", True, 0.5, 0.4, 0.1, 10, 5, 1.0),  # a record without one
+    ]
+    path = write_task_table(tmp_path / "text_tasks.csv", records)
+    with path.open(newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header == ["task", "metric", "pretrained", "random_init", "delta", "input_baseline", "input_baseline_delta"]
+    rows = list(csv.DictReader(path.open(newline="")))
+    assert rows[0]["delta"] == "0.014000" and rows[0]["input_baseline"] == "0.654000"
+    assert rows[0]["input_baseline_delta"] == "-0.068000"
+    assert (rows[1]["input_baseline"], rows[1]["input_baseline_delta"]) == ("", "")

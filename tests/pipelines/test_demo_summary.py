@@ -62,3 +62,15 @@ def test_output_files_lists_the_layouts_metrics_that_exist(tmp_path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("{}")
     assert output_files(layout) == sorted([layout.pretrain_summary("text"), layout.validation_report("image")])
+
+
+def test_each_main_result_shows_its_input_baseline(tmp_path) -> None:
+    write_eval_metrics(tmp_path / "image.json", [BaselineRecord(
+        "linear_probe", "top1", True, 0.634, 0.436, 0.198, 3000, 1000, 9.0, 0.165, 0.232,
+        input_baseline_name="raw pixels", input_baseline=0.832, input_baseline_delta=-0.198,
+        input_baseline_delta_ci95_low=-0.23, input_baseline_delta_ci95_high=-0.17,
+    )])
+    image = [row for row in headline_rows(_layout(tmp_path)) if row.split() and row.split()[0] != "speech"]
+    assert image[0].endswith("pretraining helps: yes")
+    assert "input baseline (raw pixels) 0.8320" in image[1] and "pretrained - baseline -0.1980" in image[1]
+    assert image[1].endswith("beats the input baseline: no: not yet a result")

@@ -51,7 +51,12 @@ def test_every_section_holds_the_numbers_from_the_files(built: tuple[Tree, Repor
         assert f"## {title}" in md and f">{title}</h2>" in html
     assert "Generated at 2030-01-02 03:04:05 UTC." in md
     # Summary: the main task per modality, pretrained vs random init, delta (in percent points).
-    assert md_row(md, "image").split(" | ")[-4:] == ["79.12", "65.63", "+13.49", "yes |"]
+    # Ahead of random init, behind raw pixels: the verdict says it is not a result yet.
+    assert md_row(md, "image").split(" | ")[-4:] == ["79.12", "65.63", "+13.49",
+                                                     "yes; not yet a result: does not beat the input baseline |"]
+    assert md_row(md, "image: linear_probe") == ("| image: linear_probe | 79.12 | 83.20 (raw pixels) | -4.08 "
+                                                 "| -6.10 … -2.10 | not yet a result: does not beat the input baseline |")
+    assert "| text: " not in md  # text.json was written without input baselines: no row
     assert "| text | data2vec 2.0, preset tiny | passed (9/9) | 40 steps, loss 2.0123 → 0.4567 |" in md
     # Pretraining summary values, and a curves figure per modality that ran.
     assert md_row(md, "samples_per_s") == "| samples_per_s | 213.37 | not run | 55.5 |"
@@ -64,6 +69,15 @@ def test_every_section_holds_the_numbers_from_the_files(built: tuple[Tree, Repor
                                       "| +2.10 … +7.70 | yes | 95.2 |")
     assert md_row(md, "GLUE-style average").startswith("| GLUE-style average | score (%), higher is better | 3000 "
                                                        "| 1500 | 59.80 | 53.10 | +6.70 | — | yes | 93.0 |")
+    # Each task against its input baseline, in a table under the modality's table.
+    assert md_row(md, "finetune").endswith("| yes | 95.2 |")  # beats raw pixels: no caveat
+    assert md_row(md, "linear_probe").endswith("| yes; not yet a result: does not beat the input baseline | 41.5 |")
+    start = md.index("| task | pretrained | input baseline |")
+    image_baselines = md[start:md.index("### speech", start)]
+    assert "| finetune | 82.34 | 69.90 (raw pixels) | +12.44 | +9.30 … +15.50 | yes |" in image_baselines
+    assert "| linear_probe | 79.12 | 83.20 (raw pixels) | -4.08 | -6.10 … -2.10 | not yet a result" in image_baselines
+    assert md.count("| task | pretrained | input baseline |") == 1  # text has none to show
+    assert "not yet a result: does not beat the input baseline" in html
     # An interval that contains 0 overrules the sign of delta.
     assert md_row(md, "mrpc").endswith("| +4.70 | -1.20 … +10.50 | within noise | 31.0 |")
     for task, pretrained in (("sst2", "73.10"), ("mrpc", "64.80"), ("supersense", "41.50")):
@@ -76,7 +90,9 @@ def test_every_section_holds_the_numbers_from_the_files(built: tuple[Tree, Repor
     assert "linear_probe, top1 %: 79.12" in reference and "GLUE-style average, score %: 59.80" in reference
     # Throughput and wall time per stage.
     assert md_row(md, "pretrain@image") == "| pretrain@image | 213.37 | 90.1 | 60 steps of batch 64 on cpu |"
-    assert md_row(md, "evaluate@image: linear_probe").startswith("| evaluate@image: linear_probe | 192.77 | 41.5 |")
+    # Three runs (the input baseline too) over 4000 examples in 41.5 s.
+    assert md_row(md, "evaluate@image: linear_probe") == ("| evaluate@image: linear_probe | 289.16 | 41.5 | pretrained "
+                                                          "+ random init + raw pixels, 3000 train / 1000 test examples each |")
     assert "evaluate@text: average" not in md  # the average is no run of its own
     # Provenance: dvc.lock outputs (not the report's own), seeds, versions, hardware, params.
     assert "| prepare@image | data/prepared/image | 0123456789abcdef0123456789abcdef.dir | 55123456 | 8 |" in md

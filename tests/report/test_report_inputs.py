@@ -17,7 +17,9 @@ def test_collects_what_the_producers_wrote(tree: Tree) -> None:
     assert image.pretrain.steps["step"][:3] == (1.0, 2.0, 3.0)
     assert len(image.pretrain.steps["loss"]) == 60
     assert [r.task for r in image.evaluation] == ["linear_probe", "finetune"]
-    assert image.evaluation[0].pretrained == pytest.approx(IMAGE_RECORDS[0].pretrained)
+    assert image.evaluation == IMAGE_RECORDS  # every field read back, the input baseline's included
+    assert image.evaluation[0].beats_input_baseline is False and image.evaluation[1].beats_input_baseline is True
+    assert text.evaluation[1].input_baseline is None  # null in the file: none
     assert text.evaluation[0].task == "average" and text.evaluation[0].pretrained == pytest.approx(TEXT_AVERAGE)
     assert image.validation is not None and image.validation.success and image.validation.n_expectations == 9
     assert image.confusion is not None and image.confusion.labels == ("Pullover", "T-shirt", "Trouser")
@@ -61,3 +63,13 @@ def test_bad_inputs_name_the_file_and_what_is_wrong(tmp_path: Path) -> None:
     broken.write_text(json.dumps({"rows": 3}), encoding="utf-8")
     with pytest.raises(D2VError, match="'success' key"):
         read_validation(broken)
+
+
+def test_records_written_before_input_baselines_still_read(tmp_path: Path) -> None:
+    old = {"task": "ctc", "metric": "wer", "higher_is_better": False, "pretrained": 0.9, "random_init": 1.1,
+           "delta": -0.2, "n_train": 214, "n_test": 80, "wall_time_s": 170.0}  # no input_baseline* keys at all
+    path = tmp_path / "speech.json"
+    path.write_text(json.dumps({"ctc": old}), encoding="utf-8")
+    (record,) = read_eval(path)
+    assert (record.input_baseline_name, record.input_baseline, record.beats_input_baseline) == (None, None, None)
+    assert record.verdict == "yes"

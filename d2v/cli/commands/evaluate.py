@@ -69,6 +69,20 @@ def _print_records(records: list[BaselineRecord]) -> None:
         interval = "" if r.delta_ci95_low is None else f"{r.delta_ci95_low:+.4f} … {r.delta_ci95_high:+.4f}"
         print(f"{r.task:<{width}}  {r.metric:<10} {r.pretrained:>10.4f}  {r.random_init:>11.4f}  {r.delta:>+7.4f}"
               f"  {interval:<18}  {r.verdict}")
+    _print_input_baselines(records, width)
+
+
+def _print_input_baselines(records: list[BaselineRecord], width: int) -> None:
+    """Pretrained vs the non-learned input baseline, one line per task that has one."""
+    with_baseline = [r for r in records if r.input_baseline is not None]
+    if not with_baseline:
+        return
+    print(f"\n{'task':<{width}}  input baseline    score   pretrained-baseline  95% interval        beats it")
+    for r in with_baseline:
+        low, high = r.input_baseline_delta_ci95_low, r.input_baseline_delta_ci95_high
+        interval = "" if low is None or high is None else f"{low:+.4f} … {high:+.4f}"
+        print(f"{r.task:<{width}}  {str(r.input_baseline_name):<16} {r.input_baseline:>6.4f}  "
+              f"{r.input_baseline_delta:>+19.4f}  {interval:<18}  {'yes' if r.beats_input_baseline else 'no'}")
 
 
 def _run_seeds(evaluate: Evaluate, cfg: Any, seeds: list[int], out: Path, modality: str) -> int:
