@@ -66,7 +66,9 @@ class Progress:
         self.start = time.perf_counter()
         self.bar: tqdm | None = None
         if enabled and bar and wants_bar(stream):
-            self.bar = tqdm(total=total, initial=initial, desc=label, dynamic_ncols=True, file=stream,
+            # disable=False: wants_bar has decided; tqdm would otherwise apply TQDM_DISABLE as read when
+            # tqdm was first imported, not as it is now.
+            self.bar = tqdm(total=total, initial=initial, desc=label, dynamic_ncols=True, file=stream, disable=False,
                             unit=unit, unit_scale=unit == "B", unit_divisor=1024, leave=not transient)
 
     @property
