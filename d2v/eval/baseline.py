@@ -18,6 +18,9 @@ The record (one per task), as written to `metrics/eval/<modality>.json` under th
                       speech: characters emitted / reference characters on the scored split, per
                       run; null for other tasks. Below MIN_OUTPUT_RATIO the run's transcripts are
                       near-empty, and a win by that run is "inconclusive"
+    pretrained_final_train_loss, random_init_final_train_loss, input_baseline_final_train_loss
+                      each run's mean training loss over its last FINAL_LOSS_WINDOW updates: shows
+                      whether the probe or fine-tuning converged; null where a run kept no losses
     input_baseline_name
                       the non-learned input baseline run with the same procedure, budget, data and
                       seed (d2v.eval.input_features): "raw pixels", "bag of words", "log-mel frames"
@@ -58,6 +61,7 @@ LOWER_IS_BETTER = frozenset({"wer", "cer", "loss", "mse"})
 # An ASR run that emits under half the reference's characters deletes most of it: it can beat a
 # run full of insertions on WER (an empty transcript scores exactly 100 %) without recognising more.
 MIN_OUTPUT_RATIO = 0.5
+FINAL_LOSS_WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ class BaselineRecord:
     input_baseline_delta_ci95_low: float | None = None
     input_baseline_delta_ci95_high: float | None = None
     input_baseline_output_ratio: float | None = None
+    pretrained_final_train_loss: float | None = None
+    random_init_final_train_loss: float | None = None
+    input_baseline_final_train_loss: float | None = None
 
     @property
     def inconclusive_reason(self) -> str | None:
@@ -196,7 +203,15 @@ def make_record(
         delta_ci95_high=None if interval is None else interval[1],
         pretrained_output_ratio=pretrained.output_ratios.get(split),
         random_init_output_ratio=random_init.output_ratios.get(split),
+        pretrained_final_train_loss=final_train_loss(pretrained),
+        random_init_final_train_loss=final_train_loss(random_init),
     )
+
+
+def final_train_loss(result: EvalResult) -> float | None:
+    """Mean training loss over the run's last FINAL_LOSS_WINDOW updates; None when it kept none."""
+    tail = result.train_losses[-FINAL_LOSS_WINDOW:]
+    return round(sum(tail) / len(tail), 6) if tail else None
 
 
 def paired_interval(
@@ -291,6 +306,7 @@ def with_input_baseline(
         input_baseline_delta_ci95_low=None if interval is None else interval[0],
         input_baseline_delta_ci95_high=None if interval is None else interval[1],
         input_baseline_output_ratio=input_baseline.output_ratios.get(split),
+        input_baseline_final_train_loss=final_train_loss(input_baseline),
     )
 
 

@@ -148,6 +148,9 @@ def _record(raw: Any, where: str) -> EvalRecord:
             delta_ci95_high=_optional_float(raw.get("delta_ci95_high")),
             pretrained_output_ratio=_optional_float(raw.get("pretrained_output_ratio")),
             random_init_output_ratio=_optional_float(raw.get("random_init_output_ratio")),
+            pretrained_final_train_loss=_optional_float(raw.get("pretrained_final_train_loss")),
+            random_init_final_train_loss=_optional_float(raw.get("random_init_final_train_loss")),
+            input_baseline_final_train_loss=_optional_float(raw.get("input_baseline_final_train_loss")),
             **_input_baseline_fields(raw),
         )
     except (TypeError, ValueError) as exc:

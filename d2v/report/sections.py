@@ -179,6 +179,7 @@ def downstream_section(ctx: ReportContext) -> Section:
         caption = "the GLUE-style average is the unweighted mean of the task scores" if m.modality == "text" else ""
         blocks.append(Table(header, tuple(_record_row(m.modality, r) for r in m.evaluation), caption=caption))
         blocks.extend(input_baseline_blocks(m))
+        blocks.extend(train_loss_blocks(m))
         if m.confusion is not None:
             png = confusion_matrix(m.confusion, f"{m.modality}: confusion matrix of the pretrained model")
             blocks.append(Figure(f"confusion_{m.modality}.png", png,
@@ -225,6 +226,18 @@ def input_baseline_blocks(m: ModalityInputs) -> list[Block]:
         return []
     rows = tuple(input_baseline_row(task_label(m.modality, r), r) for r in m.evaluation)
     return [Table(INPUT_BASELINE_HEADER, rows, caption=f"{m.modality}: pretrained vs the input baseline")]
+
+
+def train_loss_blocks(m: ModalityInputs) -> list[Block]:
+    """Each run's final training loss: a probe or fine-tuning run that has not converged says so here."""
+    runs = [(r, (r.pretrained_final_train_loss, r.random_init_final_train_loss, r.input_baseline_final_train_loss))
+            for r in m.evaluation]
+    rows = tuple((task_label(m.modality, r), *("—" if v is None else fmt(v, 4) for v in losses))
+                 for r, losses in runs if any(v is not None for v in losses))
+    if not rows:
+        return []
+    return [Table(("task", "pretrained", "random init", "input baseline"), rows,
+                  caption=f"{m.modality}: final training loss of each run (mean of its last 10 updates)")]
 
 
 def summary_input_baseline_blocks(ctx: ReportContext) -> list[Block]:

@@ -30,6 +30,7 @@ RECORD_KEYS = {
     "delta_ci95_low", "delta_ci95_high", "pretrained_output_ratio", "random_init_output_ratio",
     "input_baseline_name", "input_baseline", "input_baseline_delta", "input_baseline_delta_ci95_low",
     "input_baseline_delta_ci95_high", "input_baseline_output_ratio",
+    "pretrained_final_train_loss", "random_init_final_train_loss", "input_baseline_final_train_loss",
 }
 JSON_KEYS = RECORD_KEYS | {"beats_input_baseline"}  # the verdict, derived, is written too
 
@@ -51,6 +52,18 @@ def test_record_keys_and_delta() -> None:
     assert ours.metrics["top1"] == 0.9 and theirs.metrics["top1"] == 0.6
     wer = compare_with_random_init("asr", "wer", fake_evaluate, pretrained, lambda: torch.nn.Linear(2, 2), seed=0).record
     assert wer.delta == pytest.approx(-0.5) and not wer.higher_is_better and wer.pretraining_helps
+
+
+def test_each_run_keeps_its_final_training_loss() -> None:
+    def run(losses: list[float]) -> EvalResult:
+        return EvalResult(metrics={"top1": 0.5}, n_train=10, n_test=5, train_losses=losses)
+
+    converging = [2.0] * 5 + [0.1] * 10  # the mean over the last 10 updates, not the whole run
+    record = make_record("probe", "top1", run(converging), run([]), wall_time_s=1.0)
+    assert record.pretrained_final_train_loss == pytest.approx(0.1)
+    assert record.random_init_final_train_loss is None  # a run that kept no losses says nothing
+    record = with_input_baseline(record, run(converging), run([3.0, 1.0]), "raw pixels", None, seed=0)
+    assert record.input_baseline_final_train_loss == pytest.approx(2.0)
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,8 @@ stages:
 IMAGE_RECORDS = (
     BaselineRecord("linear_probe", "top1", True, 0.7912, 0.6563, 0.7912 - 0.6563, 3000, 1000, 41.5,
                    input_baseline_name="raw pixels", input_baseline=0.8320, input_baseline_delta=0.7912 - 0.8320,
-                   input_baseline_delta_ci95_low=-0.061, input_baseline_delta_ci95_high=-0.021),
+                   input_baseline_delta_ci95_low=-0.061, input_baseline_delta_ci95_high=-0.021,
+                   pretrained_final_train_loss=0.30124, random_init_final_train_loss=0.9),
     BaselineRecord("finetune", "top1", True, 0.8234, 0.7745, 0.8234 - 0.7745, 1000, 1000, 95.25, 0.021, 0.077,
                    input_baseline_name="raw pixels", input_baseline=0.6990, input_baseline_delta=0.8234 - 0.6990,
                    input_baseline_delta_ci95_low=0.093, input_baseline_delta_ci95_high=0.155),

@@ -78,6 +78,9 @@ def test_every_section_holds_the_numbers_from_the_files(built: tuple[Tree, Repor
     assert "| linear_probe | 79.12 | 83.20 (raw pixels) | -4.08 | -6.10 … -2.10 | not yet a result" in image_baselines
     assert md.count("| task | pretrained | input baseline |") == 1  # text has none to show
     assert "not yet a result: does not beat the input baseline" in html
+    # Whether each run converged: its final training loss, dashes for runs that kept none.
+    assert "| linear_probe | 0.3012 | 0.9000 | — |" in image_baselines
+    assert md.count("final training loss of each run") == 1  # only the image records carry losses
     # An interval that contains 0 overrules the sign of delta.
     assert md_row(md, "mrpc").endswith("| +4.70 | -1.20 … +10.50 | within noise | 31.0 |")
     for task, pretrained in (("sst2", "73.10"), ("mrpc", "64.80"), ("supersense", "41.50")):
