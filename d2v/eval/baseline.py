@@ -21,6 +21,9 @@ The record (one per task), as written to `metrics/eval/<modality>.json` under th
     pretrained_final_train_loss, random_init_final_train_loss, input_baseline_final_train_loss
                       each run's mean training loss over its last FINAL_LOSS_WINDOW updates: shows
                       whether the probe or fine-tuning converged; null where a run kept no losses
+    pretrained_weight_decay, random_init_weight_decay, input_baseline_weight_decay
+                      the linear probe's weight decay, picked per run on the valid split (see
+                      d2v.eval.linear_probe); null for tasks that pick nothing
     input_baseline_name
                       the non-learned input baseline run with the same procedure, budget, data and
                       seed (d2v.eval.input_features): "raw pixels", "bag of words", "log-mel frames"
@@ -88,6 +91,9 @@ class BaselineRecord:
     pretrained_final_train_loss: float | None = None
     random_init_final_train_loss: float | None = None
     input_baseline_final_train_loss: float | None = None
+    pretrained_weight_decay: float | None = None
+    random_init_weight_decay: float | None = None
+    input_baseline_weight_decay: float | None = None
 
     @property
     def inconclusive_reason(self) -> str | None:
@@ -205,6 +211,8 @@ def make_record(
         random_init_output_ratio=random_init.output_ratios.get(split),
         pretrained_final_train_loss=final_train_loss(pretrained),
         random_init_final_train_loss=final_train_loss(random_init),
+        pretrained_weight_decay=pretrained.metrics.get("weight_decay"),
+        random_init_weight_decay=random_init.metrics.get("weight_decay"),
     )
 
 
@@ -307,6 +315,7 @@ def with_input_baseline(
         input_baseline_delta_ci95_high=None if interval is None else interval[1],
         input_baseline_output_ratio=input_baseline.output_ratios.get(split),
         input_baseline_final_train_loss=final_train_loss(input_baseline),
+        input_baseline_weight_decay=input_baseline.metrics.get("weight_decay"),
     )
 
 

@@ -21,17 +21,24 @@ def _require(condition: bool, key: str, message: str) -> None:
 
 @dataclass(frozen=True)
 class LinearProbeConfig:
-    """A linear classifier on frozen, pooled, standardised features (AdamW, cosine decay)."""
+    """A linear classifier on frozen, pooled, standardised features (AdamW, cosine decay).
+
+    One classifier per value of `weight_decays`; with more than one, the value whose classifier
+    scores best on a subset of the valid split is kept, separately for each encoder."""
 
     epochs: int
     lr: float
     batch_size: int  # 0 = full batch (one step per epoch)
-    weight_decay: float
+    weight_decays: tuple[float, ...]
     n_train: int | None  # a deterministic subset of the train split; null = all of it
+    n_valid: int | None  # the valid subset that picks the weight decay; null = all of it
 
     def __post_init__(self) -> None:
         _require(self.epochs >= 1, "image.linear_probe.epochs", f"must be >= 1, got {self.epochs}")
         _require(self.batch_size >= 0, "image.linear_probe.batch_size", "must be >= 0 (0 = full batch)")
+        _require(len(self.weight_decays) >= 1, "image.linear_probe.weight_decays", "must list at least one value")
+        _require(all(w >= 0 for w in self.weight_decays), "image.linear_probe.weight_decays",
+                 f"must all be >= 0, got {self.weight_decays}")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,11 @@
 Features are extracted once (encoder in eval mode, no gradients) and standardised with the train
 split's statistics (MAE's parameter-free BatchNorm before the head does the same job), so one
 learning rate suits encoders whose feature scales differ, such as pretrained and random-init ones.
+
+The classifier is trained to convergence, so its regularisation decides what it can do: 784 raw
+pixels from 3000 examples overfit where 128 encoder features do not. Each encoder therefore gets
+the weight decay (of `weight_decays`) that scores best on the valid split, as probes in the
+literature sweep their hyperparameters per model.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ def extract_features(encoder: FeatureEncoder, loader: DataLoader, pooling: str) 
 
 
 def train_linear_classifier(
-    features: Tensor, labels: Tensor, num_classes: int, cfg: LinearProbeConfig, seed: int
+    features: Tensor, labels: Tensor, num_classes: int, cfg: LinearProbeConfig, seed: int, weight_decay: float
 ) -> tuple[nn.Linear, list[float]]:
     """AdamW + cosine on (N, D) standardised features; full batch when cfg.batch_size is 0."""
     torch.manual_seed(seed)
@@ -50,7 +55,7 @@ def train_linear_classifier(
     n = features.shape[0]
     batch_size = n if cfg.batch_size == 0 else min(cfg.batch_size, n)
     steps_per_epoch = -(-n // batch_size)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=weight_decay)
     total_steps = cfg.epochs * steps_per_epoch
     cosine = multiplier(cosine_lr, warmup_steps=0, total_steps=total_steps, min_lr=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
@@ -69,9 +74,30 @@ def train_linear_classifier(
     return head, losses
 
 
-def standardise(train: Tensor, test: Tensor) -> tuple[Tensor, Tensor]:
+def standardise(train: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
+    """Every tensor standardised with the train features' per-channel mean and std."""
     mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-6)
-    return (train - mean) / std, (test - mean) / std
+    return tuple((x - mean) / std for x in (train, *others))
+
+
+def select_weight_decay(
+    train: tuple[Tensor, Tensor], valid: tuple[Tensor, Tensor] | None, num_classes: int, cfg: LinearProbeConfig,
+    seed: int,
+) -> tuple[nn.Linear, list[float], float, float | None]:
+    """The classifier (and its losses, weight decay, valid top-1) whose valid top-1 is best.
+
+    Ties go to the value listed first; with one value (or no valid split needed) nothing is compared."""
+    best: tuple[nn.Linear, list[float], float, float | None] | None = None
+    for weight_decay in cfg.weight_decays:
+        head, losses = train_linear_classifier(*train, num_classes, cfg, seed, weight_decay)
+        if valid is None:
+            return head, losses, weight_decay, None
+        with torch.no_grad():
+            valid_top1 = accuracy(head(valid[0]).argmax(dim=1).numpy(), valid[1].numpy())
+        if best is None or valid_top1 > best[3]:  # type: ignore[operator]
+            best = (head, losses, weight_decay, valid_top1)
+    assert best is not None  # weight_decays is never empty (LinearProbeConfig checks)
+    return best
 
 
 def linear_probe(
@@ -84,25 +110,41 @@ def linear_probe(
     seed: int,
     collate: Collate | None = None,
 ) -> EvalResult:
-    """Train on splits["train"], score splits["test"]: metrics top1, top5 (fractions in [0, 1])."""
+    """Train on splits["train"], score splits["test"]: metrics top1, top5 (fractions in [0, 1]).
+
+    With several `cfg.weight_decays`, splits["valid"] picks one; the metrics then also hold
+    `weight_decay` (the one kept) and `valid_top1` (its score there)."""
     train_set = take_subset(get_split(splits, "train", "linear probe"), cfg.n_train, seed)
     test_set = take_subset(get_split(splits, "test", "linear probe"), n_test, seed + 1)
     in_order = dict(batch_size=EXTRACT_BATCH_SIZE, shuffle=False, seed=seed, collate=collate)
     train_x, train_y = extract_features(encoder, make_loader(train_set, **in_order), pooling)
     test_x, test_y = extract_features(encoder, make_loader(test_set, **in_order), pooling)
+    valid: tuple[Tensor, Tensor] | None = None
+    if len(cfg.weight_decays) > 1:
+        valid_set = take_subset(
+            get_split(splits, "valid", f"linear probe (picks one of weight_decays {list(cfg.weight_decays)})"),
+            cfg.n_valid, seed + 2,
+        )
+        valid = extract_features(encoder, make_loader(valid_set, **in_order), pooling)
     # A small train subset of a many-class task can miss a class the test split has: size the head
     # for every label seen, the classifier then simply never predicts the missing one.
     num_classes = max(num_classes_of(train_y, "linear probe: train split"), int(test_y.max()) + 1)
-    train_x, test_x = standardise(train_x, test_x)
-    head, losses = train_linear_classifier(train_x, train_y, num_classes, cfg, seed)
+    if valid is None:
+        train_x, test_x = standardise(train_x, test_x)
+    else:
+        train_x, test_x, valid_x = standardise(train_x, test_x, valid[0])
+        valid = (valid_x, valid[1])
+    head, losses, weight_decay, valid_top1 = select_weight_decay((train_x, train_y), valid, num_classes, cfg, seed)
     with torch.no_grad():
         scores = head(test_x)  # (N, C)
     predictions = scores.argmax(dim=1)
     gold = test_y.numpy()
+    chosen = {} if valid_top1 is None else {"weight_decay": weight_decay, "valid_top1": valid_top1}
     return EvalResult(
         metrics={
             "top1": accuracy(predictions.numpy(), gold),
             "top5": top_k_accuracy(scores.numpy(), gold, 5),
+            **chosen,
         },
         n_train=len(train_y),
         n_test=len(test_y),

@@ -26,7 +26,7 @@ from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
 from d2v.train.run import build_pretraining_model, prepared_meta, prepared_shape
 
 # Prepared split names -> the procedures' names. Models never see the test split before scoring.
-IMAGE_SPLITS = {"train": "train", "test": "test"}
+IMAGE_SPLITS = {"train": "train", "valid": "valid", "test": "test"}
 SPEECH_SPLITS = {"train": "asr_train", "test": "asr_test"}
 SPEECH_EXTRA_TEST = ("asr_real",)  # the real Asterisk prompts, when prepared
 TEXT_SPLITS = {"train": "train", "test": "test"}

@@ -31,6 +31,7 @@ RECORD_KEYS = {
     "input_baseline_name", "input_baseline", "input_baseline_delta", "input_baseline_delta_ci95_low",
     "input_baseline_delta_ci95_high", "input_baseline_output_ratio",
     "pretrained_final_train_loss", "random_init_final_train_loss", "input_baseline_final_train_loss",
+    "pretrained_weight_decay", "random_init_weight_decay", "input_baseline_weight_decay",
 }
 JSON_KEYS = RECORD_KEYS | {"beats_input_baseline"}  # the verdict, derived, is written too
 
@@ -64,6 +65,17 @@ def test_each_run_keeps_its_final_training_loss() -> None:
     assert record.random_init_final_train_loss is None  # a run that kept no losses says nothing
     record = with_input_baseline(record, run(converging), run([3.0, 1.0]), "raw pixels", None, seed=0)
     assert record.input_baseline_final_train_loss == pytest.approx(2.0)
+
+
+def test_each_run_keeps_the_weight_decay_its_probe_picked() -> None:
+    def run(metrics: dict[str, float]) -> EvalResult:
+        return EvalResult(metrics={"top1": 0.5, **metrics}, n_train=10, n_test=5)
+
+    record = make_record("probe", "top1", run({"weight_decay": 0.01}), run({"weight_decay": 3.0}), wall_time_s=1.0)
+    assert (record.pretrained_weight_decay, record.random_init_weight_decay) == (0.01, 3.0)
+    record = with_input_baseline(record, run({}), run({"weight_decay": 30.0}), "raw pixels", None, seed=0)
+    assert record.input_baseline_weight_decay == 30.0
+    assert make_record("finetune", "top1", run({}), run({}), wall_time_s=1.0).pretrained_weight_decay is None
 
 
 @pytest.mark.parametrize(
@@ -155,7 +167,7 @@ def test_interval_only_where_the_test_examples_can_be_paired() -> None:
 
 def test_same_seed_same_baseline(image_encoder_factory, image_splits) -> None:
     """A real probe, twice: the random-init side is rebuilt under the seed, so the records agree."""
-    cfg = LinearProbeConfig(epochs=10, lr=0.05, batch_size=0, weight_decay=0.0, n_train=64)
+    cfg = LinearProbeConfig(epochs=10, lr=0.05, batch_size=0, weight_decays=(0.0,), n_train=64, n_valid=None)
     evaluate = partial(linear_probe, splits=image_splits, cfg=cfg, pooling="mean", n_test=32, seed=0)
 
     def fresh() -> StandInEncoder:  # no seeding inside: compare_with_random_init seeds before calling it

@@ -29,7 +29,7 @@ def test_raw_pixels_are_the_flattened_image_and_a_probe_separates_a_separable_se
     out = pixels(batch)
     assert pixels.embed_dim == 64 and not list(pixels.parameters()) and len(pixels.blocks) == 0
     assert torch.equal(out.x[:, 0], batch["image"].flatten(1)) and torch.equal(out.cls, out.x[:, 0])
-    cfg = LinearProbeConfig(epochs=30, lr=0.05, batch_size=0, weight_decay=0.0, n_train=None)
+    cfg = LinearProbeConfig(epochs=30, lr=0.05, batch_size=0, weight_decays=(0.0,), n_train=None, n_valid=None)
     result = linear_probe(pixels, splits, cfg, pooling="mean", n_test=None, seed=0)
     assert result.metrics["top1"] == 1.0
     with pytest.raises(D2VError, match="images of 16 values, built for 64"):

@@ -1,17 +1,20 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
 
 from d2v.core.types import EncoderOutput
-from d2v.errors import D2VError
+from d2v.errors import ConfigError, D2VError
 from d2v.eval.config import LinearProbeConfig
+from d2v.eval import linear_probe as linear_probe_module
 from d2v.eval.linear_probe import linear_probe
 
 from eval_standins import DictDataset
 
-CFG = LinearProbeConfig(epochs=50, lr=0.05, batch_size=0, weight_decay=0.0, n_train=None)
+CFG = LinearProbeConfig(epochs=50, lr=0.05, batch_size=0, weight_decays=(0.0,), n_train=None, n_valid=None)
 
 
 class FeaturesAsTokens(nn.Module):
@@ -48,7 +51,7 @@ def test_probe_separates_linearly_separable_features() -> None:
 
 
 def test_probe_is_deterministic_and_subsets(image_encoder_factory, image_splits) -> None:
-    cfg = LinearProbeConfig(epochs=20, lr=0.05, batch_size=32, weight_decay=0.0, n_train=100)
+    cfg = LinearProbeConfig(epochs=20, lr=0.05, batch_size=32, weight_decays=(0.0,), n_train=100, n_valid=None)
     runs = [linear_probe(image_encoder_factory(0), image_splits, cfg, pooling="mean", n_test=64, seed=3) for _ in range(2)]
     assert runs[0].metrics == runs[1].metrics and runs[0].predictions == runs[1].predictions
     assert (runs[0].n_train, runs[0].n_test) == (100, 64)
@@ -81,3 +84,47 @@ def test_probe_errors_are_clear(image_encoder_factory) -> None:
         linear_probe(encoder, {"train": tuples, "test": tuples}, CFG, pooling="mean", n_test=None, seed=0)
     with pytest.raises(D2VError, match="no CLS output"):
         linear_probe(encoder, splits, CFG, pooling="cls", n_test=None, seed=0)
+
+
+def with_valid(splits: dict) -> dict:
+    return {**splits, "valid": separable_splits(10, 120)["test"]}
+
+
+def test_weight_decay_is_picked_on_the_valid_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Optimiser dynamics aside (argmax ignores the scale decay shrinks), the choice itself is pinned:
+    # the classifier trained with wd 7.0 is replaced by one that always answers class 0 (chance on
+    # the valid split). It is listed first, so keeping the first value instead of the best fails here.
+    real_trainer = linear_probe_module.train_linear_classifier
+
+    def trainer(features, labels, num_classes, cfg, seed, weight_decay):
+        head, losses = real_trainer(features, labels, num_classes, cfg, seed, weight_decay)
+        if weight_decay == 7.0:
+            with torch.no_grad():
+                head.weight.zero_()
+                head.bias.copy_(torch.arange(num_classes, 0, -1, dtype=torch.float))
+        return head, losses
+
+    monkeypatch.setattr(linear_probe_module, "train_linear_classifier", trainer)
+    splits = with_valid(separable_splits(300, 120))
+    grid = dataclasses.replace(CFG, weight_decays=(7.0, 0.0))
+    picked = linear_probe(FeaturesAsTokens(12), splits, grid, pooling="mean", n_test=None, seed=0)
+    single = linear_probe(FeaturesAsTokens(12), splits, dataclasses.replace(grid, weight_decays=(0.0,)),
+                          pooling="mean", n_test=None, seed=0)
+    assert picked.metrics["weight_decay"] == 0.0
+    assert picked.metrics["valid_top1"] >= 0.95
+    assert picked.metrics["top1"] == single.metrics["top1"] >= 0.95
+    assert picked.train_losses == single.train_losses  # the kept run's own losses
+    assert "weight_decay" not in single.metrics  # one value: nothing picked, nothing recorded
+    flipped = linear_probe(FeaturesAsTokens(12), splits, dataclasses.replace(grid, weight_decays=(0.0, 7.0)),
+                           pooling="mean", n_test=None, seed=0)
+    assert flipped.metrics["weight_decay"] == 0.0  # the order of the grid does not decide
+
+def test_weight_decay_grid_needs_a_valid_split() -> None:
+    grid = dataclasses.replace(CFG, epochs=5, weight_decays=(0.0, 1.0))
+    with pytest.raises(D2VError, match=r"picks one of weight_decays \[0.0, 1.0\].*missing split 'valid'"):
+        linear_probe(FeaturesAsTokens(12), separable_splits(30, 12), grid, pooling="mean", n_test=None, seed=0)
+
+
+def test_empty_weight_decay_grid_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="image.linear_probe.weight_decays"):
+        LinearProbeConfig(epochs=5, lr=0.05, batch_size=0, weight_decays=(), n_train=None, n_valid=None)

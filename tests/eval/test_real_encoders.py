@@ -31,7 +31,7 @@ def test_image_student_probe_and_finetune() -> None:
     labels = torch.arange(16) % 4
     data = DictDataset(image=torch.randn(16, 1, 28, 28), label=labels)
     splits = {"train": data, "test": data}
-    probe = linear_probe(encoder, splits, LinearProbeConfig(5, 0.01, 0, 0.0, None), pooling="cls", n_test=None, seed=0)
+    probe = linear_probe(encoder, splits, LinearProbeConfig(5, 0.01, 0, (0.0,), None, None), pooling="cls", n_test=None, seed=0)
     tuned = finetune(encoder, splits, FT, pooling="mean", n_test=None, seed=0)
     assert 0 <= probe.metrics["top1"] <= 1 and len(tuned.train_losses) == 2
     ids = encoder_layer_ids(encoder, {"image": torch.zeros(1, 1, 28, 28)})

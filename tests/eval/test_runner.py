@@ -28,7 +28,7 @@ FT = FinetuneConfig(
 def test_evaluate_image_writes_metrics_and_confusion(tmp_path, image_splits) -> None:
     cfg = ImageEvalConfig(
         pooling="mean", n_test=40, seed=0,
-        linear_probe=LinearProbeConfig(epochs=5, lr=0.05, batch_size=0, weight_decay=0.0, n_train=64),
+        linear_probe=LinearProbeConfig(epochs=5, lr=0.05, batch_size=0, weight_decays=(0.0,), n_train=64, n_valid=None),
         finetune=FinetuneConfig(**{**FT.__dict__, "n_train": 64}),
         augment=ImageAugmentConfig(random_resized_crop=True, crop_scale_min=0.8, hflip=False),
     )

@@ -89,7 +89,7 @@ def test_an_unpicklable_result_is_a_clear_error() -> None:
 
 def test_side_by_side_comparison_equals_the_sequential_one(image_encoder_factory, image_splits, two_threads) -> None:
     """A real linear probe on a stand-in encoder: the same record either way (seeding and data are the same)."""
-    cfg = LinearProbeConfig(epochs=10, lr=0.05, batch_size=0, weight_decay=0.0, n_train=64)
+    cfg = LinearProbeConfig(epochs=10, lr=0.05, batch_size=0, weight_decays=(0.0,), n_train=64, n_valid=None)
     probe = partial(linear_probe, splits=image_splits, cfg=cfg, pooling="mean", n_test=32, seed=0)
 
     def evaluate(encoder: torch.nn.Module) -> EvalResult:  # the probe, noting which process ran it
