@@ -12,7 +12,7 @@ literature sweep their hyperparameters per model.
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,32 +46,46 @@ def extract_features(encoder: FeatureEncoder, loader: DataLoader, pooling: str) 
     return torch.cat(features), torch.cat(labels)
 
 
-def train_linear_classifier(
-    features: Tensor, labels: Tensor, num_classes: int, cfg: LinearProbeConfig, seed: int, weight_decay: float
-) -> tuple[nn.Linear, list[float]]:
-    """AdamW + cosine on (N, D) standardised features; full batch when cfg.batch_size is 0."""
-    torch.manual_seed(seed)
-    head = nn.Linear(features.shape[1], num_classes)
+def train_linear_classifiers(
+    features: Tensor, labels: Tensor, num_classes: int, cfg: LinearProbeConfig, seed: int,
+    weight_decays: Sequence[float],
+) -> list[tuple[nn.Linear, list[float]]]:
+    """One classifier per weight decay, each with its losses: AdamW + cosine on (N, D) standardised
+    features, full batch when cfg.batch_size is 0.
+
+    The classifiers are independent (same init, same batches, own decay: what separate runs would
+    do) but trained together, one matmul per step for all of them, so a grid costs about one run."""
+    heads = []
+    for _ in weight_decays:
+        torch.manual_seed(seed)  # every classifier starts where a run of its own would
+        heads.append(nn.Linear(features.shape[1], num_classes))
     n = features.shape[0]
     batch_size = n if cfg.batch_size == 0 else min(cfg.batch_size, n)
     steps_per_epoch = -(-n // batch_size)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(
+        [{"params": head.parameters(), "weight_decay": wd} for head, wd in zip(heads, weight_decays)], lr=cfg.lr
+    )
     total_steps = cfg.epochs * steps_per_epoch
     cosine = multiplier(cosine_lr, warmup_steps=0, total_steps=total_steps, min_lr=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
     generator = torch.Generator().manual_seed(seed)
-    losses: list[float] = []
+    losses: list[list[float]] = [[] for _ in heads]
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=generator) if batch_size < n else torch.arange(n)
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
-            loss = F.cross_entropy(head(features[index]), labels[index])
+            weight = torch.cat([head.weight for head in heads])  # (H*C, D)
+            bias = torch.cat([head.bias for head in heads])
+            logits = F.linear(features[index], weight, bias).view(len(index), len(heads), num_classes)  # (B, H, C)
+            targets = labels[index].unsqueeze(1).expand(-1, len(heads))  # (B, H)
+            per_head = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=0)  # (H,)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            per_head.sum().backward()  # the heads share no parameter: each gets its own gradient
             optimizer.step()
             schedule.step()
-            losses.append(loss.item())
-    return head, losses
+            for history, value in zip(losses, per_head.tolist()):
+                history.append(value)
+    return list(zip(heads, losses))
 
 
 def standardise(train: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
@@ -87,11 +101,12 @@ def select_weight_decay(
     """The classifier (and its losses, weight decay, valid top-1) whose valid top-1 is best.
 
     Ties go to the value listed first; with one value (or no valid split needed) nothing is compared."""
+    trained = train_linear_classifiers(*train, num_classes, cfg, seed, cfg.weight_decays)
+    if valid is None:
+        head, losses = trained[0]
+        return head, losses, cfg.weight_decays[0], None
     best: tuple[nn.Linear, list[float], float, float | None] | None = None
-    for weight_decay in cfg.weight_decays:
-        head, losses = train_linear_classifier(*train, num_classes, cfg, seed, weight_decay)
-        if valid is None:
-            return head, losses, weight_decay, None
+    for (head, losses), weight_decay in zip(trained, cfg.weight_decays):
         with torch.no_grad():
             valid_top1 = accuracy(head(valid[0]).argmax(dim=1).numpy(), valid[1].numpy())
         if best is None or valid_top1 > best[3]:  # type: ignore[operator]

@@ -94,17 +94,18 @@ def test_weight_decay_is_picked_on_the_valid_split(monkeypatch: pytest.MonkeyPat
     # Optimiser dynamics aside (argmax ignores the scale decay shrinks), the choice itself is pinned:
     # the classifier trained with wd 7.0 is replaced by one that always answers class 0 (chance on
     # the valid split). It is listed first, so keeping the first value instead of the best fails here.
-    real_trainer = linear_probe_module.train_linear_classifier
+    real_trainer = linear_probe_module.train_linear_classifiers
 
-    def trainer(features, labels, num_classes, cfg, seed, weight_decay):
-        head, losses = real_trainer(features, labels, num_classes, cfg, seed, weight_decay)
-        if weight_decay == 7.0:
-            with torch.no_grad():
-                head.weight.zero_()
-                head.bias.copy_(torch.arange(num_classes, 0, -1, dtype=torch.float))
-        return head, losses
+    def trainer(features, labels, num_classes, cfg, seed, weight_decays):
+        trained = real_trainer(features, labels, num_classes, cfg, seed, weight_decays)
+        for (head, _), weight_decay in zip(trained, weight_decays):
+            if weight_decay == 7.0:
+                with torch.no_grad():
+                    head.weight.zero_()
+                    head.bias.copy_(torch.arange(num_classes, 0, -1, dtype=torch.float))
+        return trained
 
-    monkeypatch.setattr(linear_probe_module, "train_linear_classifier", trainer)
+    monkeypatch.setattr(linear_probe_module, "train_linear_classifiers", trainer)
     splits = with_valid(separable_splits(300, 120))
     grid = dataclasses.replace(CFG, weight_decays=(7.0, 0.0))
     picked = linear_probe(FeaturesAsTokens(12), splits, grid, pooling="mean", n_test=None, seed=0)
@@ -113,7 +114,7 @@ def test_weight_decay_is_picked_on_the_valid_split(monkeypatch: pytest.MonkeyPat
     assert picked.metrics["weight_decay"] == 0.0
     assert picked.metrics["valid_top1"] >= 0.95
     assert picked.metrics["top1"] == single.metrics["top1"] >= 0.95
-    assert picked.train_losses == single.train_losses  # the kept run's own losses
+    assert picked.train_losses == pytest.approx(single.train_losses, rel=1e-5)  # the kept run's own losses
     assert "weight_decay" not in single.metrics  # one value: nothing picked, nothing recorded
     flipped = linear_probe(FeaturesAsTokens(12), splits, dataclasses.replace(grid, weight_decays=(0.0, 7.0)),
                            pooling="mean", n_test=None, seed=0)
@@ -128,3 +129,15 @@ def test_weight_decay_grid_needs_a_valid_split() -> None:
 def test_empty_weight_decay_grid_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="image.linear_probe.weight_decays"):
         LinearProbeConfig(epochs=5, lr=0.05, batch_size=0, weight_decays=(), n_train=None, n_valid=None)
+
+
+@pytest.mark.parametrize("batch_size", [0, 16])
+def test_classifiers_trained_together_match_separate_runs(batch_size: int) -> None:
+    features, labels = torch.randn(60, 12), torch.arange(60) % 3
+    cfg = dataclasses.replace(CFG, epochs=15, batch_size=batch_size)
+    together = linear_probe_module.train_linear_classifiers(features, labels, 3, cfg, 0, (0.0, 0.5, 5.0))
+    for (head, losses), weight_decay in zip(together, (0.0, 0.5, 5.0)):
+        [(alone, alone_losses)] = linear_probe_module.train_linear_classifiers(features, labels, 3, cfg, 0, (weight_decay,))
+        assert torch.allclose(head.weight, alone.weight, atol=1e-5) and torch.allclose(head.bias, alone.bias, atol=1e-5)
+        assert losses == pytest.approx(alone_losses, rel=1e-5)
+    assert not torch.allclose(together[0][0].weight, together[2][0].weight, atol=1e-3)  # the decay did act
