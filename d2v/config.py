@@ -44,6 +44,9 @@ class ModelChoice:
     preset: str
     # Nested mapping merged onto the preset's Data2VecSpec and checked field by field (d2v.models).
     overrides: dict[str, Any] = field(default_factory=dict)
+    # A checkpoint written by `d2v import` (docs/interop.md): its architecture replaces the preset's
+    # and pretraining starts from its weights. None: the preset, from random init.
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,16 @@ directories are params (`data.raw_dir`, `data.interim_dir`, `data.prepared_dir`,
 dvc.yaml spells the same paths (reading the data directories from params.yaml with `${...}`);
 tests/pipelines/test_dvc_contract.py checks that the two agree.
 
-    models/<modality>/checkpoint.pt            pretrain@<modality>
-    metrics/pretrain/<modality>.{json,tsv}     pretraining summary, per-step log
+    models/<modality>/checkpoint.pt            pretrain@<modality> (+ checkpoint.<hash>.safetensors: the weights;
+                                               DVC tracks the directory, d2v/train/checkpoint.py)
+    metrics/pretrain/<modality>/               pretraining log (DVCLive): metrics.json (summary),
+                                               plots/metrics/<metric>.tsv (per step)
+    metrics/eval/<modality>/metrics.json       evaluate@<modality> headline metrics (DVCLive)
     metrics/eval/<modality>.json               evaluate@<modality> records
     metrics/eval/<modality>_tasks.csv          the records as a table (`dvc plots`)
     metrics/eval/image_confusion.csv           the image probe's confusion matrix
     <data.reports_dir>/<modality>.json         validate@<modality>
+    <data.reports_dir>/data_docs/<modality>/   validate@<modality>: the GX Data Docs site (index.html)
     reports/benchmark.{md,html}, reports/benchmark_figures/   report
 """
 
@@ -35,6 +39,9 @@ METRICS_DIR = Path("metrics")  # the report reads <metrics dir>/pretrain and <me
 PRETRAIN_METRICS_DIR = METRICS_DIR / "pretrain"
 EVAL_METRICS_DIR = METRICS_DIR / "eval"
 REPORTS_DIR = Path("reports")
+# DVCLive's directory layout (d2v/train/metrics.py, d2v/eval/live.py write it).
+LIVE_SUMMARY_NAME = "metrics.json"
+LIVE_PLOTS_SUBDIR = Path("plots") / "metrics"
 CHECKPOINT_NAME = "checkpoint.pt"
 REPORT_MD_NAME = "benchmark.md"
 REPORT_HTML_NAME = "benchmark.html"
@@ -43,12 +50,18 @@ PARAMS_FILE = Path("params.yaml")
 # Downloads kept across runs: DVC removes a stage's outputs before it runs, so never a DVC output.
 DOWNLOAD_CACHE_DIR = Path("data/cache")
 DVC_LOCK = Path("dvc.lock")
+DATA_DOCS_NAME = "data_docs"  # under the validation reports directory, one GX Data Docs site per modality
 
 
 def check_modality(modality: str) -> str:
     if modality not in MODALITIES:
         raise D2VError(f"modality {modality!r}: expected one of {', '.join(MODALITIES)}")
     return modality
+
+
+def data_docs_dir(validation_dir: Path, modality: str) -> Path:
+    """The GX Data Docs site of `modality` (its index.html) under the validation reports directory."""
+    return Path(validation_dir) / DATA_DOCS_NAME / check_modality(modality)
 
 
 def eval_tasks_name(modality: str) -> str:
@@ -115,6 +128,9 @@ class Layout:
     def validation_report(self, modality: str) -> Path:
         return self.validation_dir / f"{check_modality(modality)}.json"
 
+    def data_docs(self, modality: str) -> Path:
+        return data_docs_dir(self.validation_dir, modality)
+
     # ---- pretraining
     def checkpoint_dir(self, modality: str) -> Path:
         return self.models_dir / check_modality(modality)
@@ -122,15 +138,28 @@ class Layout:
     def checkpoint(self, modality: str) -> Path:
         return self.checkpoint_dir(modality) / CHECKPOINT_NAME
 
+    def pretrain_log(self, modality: str) -> Path:
+        """The pretraining run's DVCLive directory."""
+        return self.pretrain_metrics_dir / check_modality(modality)
+
     def pretrain_summary(self, modality: str) -> Path:
-        return self.pretrain_metrics_dir / f"{check_modality(modality)}.json"
+        return self.pretrain_log(modality) / LIVE_SUMMARY_NAME
 
     def pretrain_steps(self, modality: str) -> Path:
-        return self.pretrain_metrics_dir / f"{check_modality(modality)}.tsv"
+        """A directory: one `step<TAB><metric>` file per metric (DVCLive's plots)."""
+        return self.pretrain_log(modality) / LIVE_PLOTS_SUBDIR
 
     # ---- evaluation
     def eval_metrics(self, modality: str) -> Path:
+        """The evaluation records (every field of every task; the report's input)."""
         return self.eval_metrics_dir / f"{check_modality(modality)}.json"
+
+    def eval_log(self, modality: str) -> Path:
+        """The evaluation's DVCLive directory: headline metrics for `dvc exp show`."""
+        return self.eval_metrics_dir / check_modality(modality)
+
+    def eval_summary(self, modality: str) -> Path:
+        return self.eval_log(modality) / LIVE_SUMMARY_NAME
 
     def eval_tasks(self, modality: str) -> Path:
         return self.eval_metrics_dir / eval_tasks_name(modality)
@@ -157,11 +186,12 @@ class Layout:
 
     def run_files(self, modality: str) -> list[Path]:
         """What a published run of `modality` holds (files or directories; missing ones are skipped)."""
-        return [self.checkpoint_dir(modality), self.pretrain_summary(modality), self.pretrain_steps(modality),
-                self.eval_metrics(modality), self.eval_plot(modality), self.validation_report(modality),
+        return [self.checkpoint_dir(modality), self.pretrain_log(modality),
+                self.eval_metrics(modality), self.eval_log(modality), self.eval_plot(modality), self.validation_report(modality),
+                self.data_docs(modality),
                 self.report_markdown, self.report_html, self.dvc_lock]
 
 
-__all__ = ["CHECKPOINT_NAME", "DOWNLOAD_CACHE_DIR", "DVC_LOCK", "EVAL_METRICS_DIR", "Layout", "METRICS_DIR", "MODALITIES", "MODELS_DIR",
+__all__ = ["CHECKPOINT_NAME", "DATA_DOCS_NAME", "data_docs_dir", "LIVE_PLOTS_SUBDIR", "LIVE_SUMMARY_NAME", "DOWNLOAD_CACHE_DIR", "DVC_LOCK", "EVAL_METRICS_DIR", "Layout", "METRICS_DIR", "MODALITIES", "MODELS_DIR",
            "Modality", "PARAMS_FILE", "PRETRAIN_METRICS_DIR", "REPORTS_DIR", "check_modality", "confusion_name",
            "eval_tasks_name"]

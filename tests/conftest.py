@@ -76,8 +76,16 @@ def s3_bucket(moto_server: str) -> str:
 
 
 @pytest.fixture
-def fast_retry_artifacts_config(moto_server: str, s3_bucket: str) -> ArtifactsConfig:
-    """An s3:// artifacts config on the moto server with millisecond retry delays."""
+def no_botocore_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore retries without sleeping (its jittered backoff waits up to 1 s, 2 s, ... otherwise)."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+
+
+@pytest.fixture
+def fast_retry_artifacts_config(moto_server: str, s3_bucket: str, no_botocore_backoff: None) -> ArtifactsConfig:
+    """An s3:// artifacts config on the moto server: 3 attempts per request, no backoff sleeps."""
     from d2v.artifacts.config import RetryConfig
 
     return ArtifactsConfig(
@@ -85,6 +93,6 @@ def fast_retry_artifacts_config(moto_server: str, s3_bucket: str) -> ArtifactsCo
         endpoint_url=moto_server,
         connect_timeout_s=2.0,
         read_timeout_s=10.0,
-        retry=RetryConfig(attempts=3, base_delay_s=0.01, max_delay_s=0.05, sdk_attempts=1),
+        retry=RetryConfig(attempts=3),
     )
 

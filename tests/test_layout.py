@@ -30,7 +30,9 @@ def test_data_directories_come_from_params_and_the_rest_is_fixed(layout: Layout)
     assert layout.validation_report("image") == Path("reports/validation/image.json")
     assert layout.checkpoint("text") == Path("models/text/checkpoint.pt")
     assert (layout.pretrain_summary("image"), layout.pretrain_steps("image")) == (
-        Path("metrics/pretrain/image.json"), Path("metrics/pretrain/image.tsv"))
+        Path("metrics/pretrain/image/metrics.json"), Path("metrics/pretrain/image/plots/metrics"))
+    assert (layout.eval_metrics("text"), layout.eval_summary("text")) == (
+        Path("metrics/eval/text.json"), Path("metrics/eval/text/metrics.json"))
     assert layout.eval_plot("image") == Path("metrics/eval/image_confusion.csv")
     assert layout.eval_plot("speech") == layout.eval_tasks("speech") == Path("metrics/eval/speech_tasks.csv")
     assert layout.report_figures == Path("reports/benchmark_figures")

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
 class RetryConfig:
-    """Backoff for transient S3 errors (connection refused/reset, timeouts, throttling, 5xx).
+    """How transient S3 errors (connection refused/reset, timeouts, throttling, 5xx) are retried.
 
-    Two layers: botocore's own `standard` retry mode (`sdk_attempts` per request) and d2v's retry
-    around each whole call (`attempts`), which also covers connection errors that outlast botocore's
-    budget and failures inside multipart transfers. Delay before retry n (1-based) is
-    min(base_delay_s * 2**(n-1), max_delay_s).
+    One layer retries: botocore's own retry handler on every request (d2v.artifacts.retry turns
+    these fields into botocore's `retries` setting). `attempts` counts every try of a request, the
+    first included (botocore's `total_max_attempts`). `mode` is botocore's: "standard" (exponential
+    backoff with full jitter, up to 20 s, and a retry quota per client) or "adaptive" (standard plus
+    client-side rate limiting when S3 throttles). When the attempts are spent the store raises
+    TransientStoreError naming the operation and the key.
     """
 
+    mode: Literal["standard", "adaptive"] = "standard"
     attempts: int = 4
-    base_delay_s: float = 0.5
-    max_delay_s: float = 8.0
-    sdk_attempts: int = 3
 
 
 @dataclass(frozen=True)

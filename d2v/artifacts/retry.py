@@ -1,57 +1,47 @@
-"""Exponential backoff around one store call; which errors count as transient is the caller's call."""
+"""Retries of S3 requests: botocore's own retry handler, configured from `artifacts.retry`.
+
+There is no second backoff loop in d2v: botocore retries each request (connection errors,
+timeouts, throttling, 5xx) with its own jittered exponential backoff, and d2v only turns the
+final, still-transient failure into a TransientStoreError that names the operation and the key.
+"""
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
-from typing import TypeVar
+from typing import Any
 
 from d2v.artifacts.config import RetryConfig
-from d2v.artifacts.errors import TransientStoreError
-
-T = TypeVar("T")
-
-log = logging.getLogger(__name__)
+from d2v.artifacts.errors import ArtifactError, TransientStoreError
 
 
-def backoff_delays(cfg: RetryConfig) -> list[float]:
-    """Delays slept between the `cfg.attempts` tries: base, 2*base, 4*base, ... capped at max."""
-    return [min(cfg.base_delay_s * 2**i, cfg.max_delay_s) for i in range(max(cfg.attempts - 1, 0))]
+def botocore_retries(cfg: RetryConfig) -> dict[str, Any]:
+    """The `retries` argument of botocore.config.Config for `cfg`."""
+    if cfg.attempts < 1:
+        raise ArtifactError(f"artifacts.retry.attempts: {cfg.attempts}: expected >= 1 (1 = no retries)")
+    return {"mode": cfg.mode, "total_max_attempts": cfg.attempts}
 
 
-def call_with_retry(
-    fn: Callable[[], T],
-    *,
-    what: str,
-    cfg: RetryConfig,
-    is_transient: Callable[[BaseException], bool],
-    sleep: Callable[[float], None] = time.sleep,
-) -> T:
-    """Run `fn`, retrying transient failures; raise TransientStoreError once the budget is spent.
+def gave_up(what: str, cfg: RetryConfig, exc: BaseException) -> TransientStoreError:
+    """The error to raise once botocore has spent its attempts on a transient failure."""
+    made = _attempts_made(exc)
+    tries = f"up to {cfg.attempts} attempts" if made is None else f"{made} attempt{'s' * (made != 1)}"
+    return TransientStoreError(
+        f"{what}: failed after {tries} (botocore {cfg.mode} retries, artifacts.retry.attempts "
+        f"= {cfg.attempts}): {_one_line(exc)}"
+    )
 
-    Non-transient errors propagate unchanged on the first occurrence (retrying a 403 or a missing
-    bucket only delays the message the user needs).
-    """
-    delays = backoff_delays(cfg)
-    for attempt in range(len(delays) + 1):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - classified just below
-            if not is_transient(exc):
-                raise
-            if attempt == len(delays):
-                raise TransientStoreError(
-                    f"{what}: failed after {attempt + 1} attempts: {_one_line(exc)}"
-                ) from exc
-            log.warning("%s: transient error (%s); retry %d in %.2fs", what, _one_line(exc),
-                        attempt + 1, delays[attempt])
-            sleep(delays[attempt])
-    raise AssertionError("unreachable")  # pragma: no cover
+
+def _attempts_made(exc: BaseException) -> int | None:
+    """Tries botocore made, from the response metadata of an HTTP error (None for connection errors,
+    which carry no response; botocore may also stop early when its retry quota runs dry)."""
+    for candidate in (exc, exc.__context__):
+        response = getattr(candidate, "response", None)
+        if isinstance(response, dict) and "RetryAttempts" in response.get("ResponseMetadata", {}):
+            return int(response["ResponseMetadata"]["RetryAttempts"]) + 1
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-__all__ = ["backoff_delays", "call_with_retry"]
+__all__ = ["botocore_retries", "gave_up"]

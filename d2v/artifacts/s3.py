@@ -1,9 +1,10 @@
 """`s3://bucket/prefix` backend on boto3 (AWS S3, MinIO, moto). The only module that imports boto3.
 
-Reliability: botocore's `standard` retry mode retries each request, and every call is wrapped once
-more in d2v's exponential backoff (`artifacts.retry`) so that an endpoint that goes away for longer
-than botocore's budget, or a multipart transfer that dies half-way, is retried as a whole. Large
-files go up in parts (boto3 TransferConfig); an S3 object becomes visible only when complete.
+Reliability: botocore's own retry handler (`artifacts.retry`: mode and attempts) retries every
+request, each part of a multipart transfer included; it is the only retry layer. A failure that is
+still transient when botocore gives up becomes a TransientStoreError naming the operation and the
+key. Large files go up in parts (boto3 TransferConfig); an S3 object becomes visible only when
+complete.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from boto3.s3.transfer import TransferConfig
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, RunExistsError
 from d2v.artifacts.interface import BytesCallback, ObjectInfo
-from d2v.artifacts.retry import call_with_retry
+from d2v.artifacts.retry import botocore_retries, gave_up
 
 T = TypeVar("T")
 
@@ -60,7 +61,7 @@ def make_client(cfg: ArtifactsConfig):  # -> botocore S3 client (untyped)
     except botocore.exceptions.ProfileNotFound as exc:
         raise ArtifactError(f"artifacts.profile: {exc}") from None
     client_config = botocore.config.Config(
-        retries={"total_max_attempts": max(cfg.retry.sdk_attempts, 1), "mode": "standard"},
+        retries=botocore_retries(cfg.retry),
         connect_timeout=cfg.connect_timeout_s,
         read_timeout=cfg.read_timeout_s,
         # Custom endpoints (MinIO, moto, IP addresses) rarely resolve bucket sub-domains.
@@ -73,7 +74,9 @@ def is_transient(exc: BaseException) -> bool:
     """Connection trouble, timeouts, throttling and 5xx are worth retrying; the rest is not."""
     if isinstance(exc, (botocore.exceptions.ConnectionError, botocore.exceptions.HTTPClientError)):
         return True
-    if isinstance(exc, RetriesExceededError):  # s3transfer gave up on a download's socket errors
+    # s3transfer gave up re-reading a download's body: a stream that breaks after the response
+    # arrived is past botocore's retries, and s3transfer's num_download_attempts covers only that.
+    if isinstance(exc, RetriesExceededError):
         return True
     if isinstance(exc, S3UploadFailedError):  # wraps the ClientError of a (multipart) upload
         return exc.__context__ is not None and is_transient(exc.__context__)
@@ -106,14 +109,18 @@ class S3Backend:
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         where = f"{self.uri}: {what}"
         try:
-            return call_with_retry(fn, what=where, cfg=self.cfg.retry, is_transient=is_transient)
+            return fn()
         except botocore.exceptions.NoCredentialsError:
             raise ArtifactError(
                 f"{where}: no AWS credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                 "AWS_PROFILE or artifacts.profile)"
             ) from None
-        except (botocore.exceptions.ClientError, S3UploadFailedError) as exc:
-            raise self._translate(where, exc) from exc
+        except Exception as exc:  # noqa: BLE001 - classified just below
+            if is_transient(exc):  # botocore already retried it as often as configured
+                raise gave_up(where, self.cfg.retry, exc) from exc
+            if isinstance(exc, (botocore.exceptions.ClientError, S3UploadFailedError)):
+                raise self._translate(where, exc) from exc
+            raise
 
     def _translate(self, where: str, exc: Exception) -> ArtifactError:
         inner = exc.__context__ if isinstance(exc, S3UploadFailedError) else exc

@@ -1,199 +1,230 @@
-"""Validation of the prepared data: GX suites per modality -> reports/validation/<modality>.json.
+"""Validation of the prepared data: the saved GX suites, one Checkpoint per modality.
 
-Facts that GX cannot read from a CSV (can a shard be loaded, does it have the promised shape, does
-a test text appear in train) are computed here into frame columns holding either None or an error
-string naming the offending file or id; GX then expects those columns to be null, so the report
-and the failure message carry the offending values.
+The rules live in d2v/data/expectations/*.json (GX ExpectationSuites); this module only says which
+table each suite checks and fills in the values the suites take from meta.json and params. GX reads
+the prepared manifests and task tables as they are on disk. The few facts GX cannot read from a
+table are computed here into small tables of plain values (facts/*.csv in the Data Docs folder):
+
+    shards              what numpy reads from each .npy shard (GX cannot open .npy files)
+    streams             length and id range of the binary token streams (likewise)
+    class_shares        each label's share of its split (GX has no "largest class share" expectation)
+    *_overlap           distinct train and test texts, one row per side: GX's uniqueness
+                        expectation then finds a text on both sides (a cross-split join GX lacks)
+
+Outputs: <reports_dir>/<modality>.json (a DVC metric the report reads) and the GX Data Docs site
+<reports_dir>/data_docs/<modality>/index.html, rebuilt on every run, pass or fail.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from d2v.core.types import SPEECH_SAMPLE_RATE
-from d2v.data.gx import Check, run_checks
 from d2v.atomic import atomic_write_json
-from d2v.data.prepare_speech import MAX_LABELLED_SECONDS
+from d2v.core.types import SPEECH_SAMPLE_RATE
+from d2v.data.gx import Check, run_checkpoint
+from d2v.data.prepare_speech import MAX_LABELLED_SECONDS, MIN_SECONDS
 from d2v.errors import D2VError
+from d2v.layout import data_docs_dir
 
-SPLITS = {"image": ["train", "valid", "test"],
-          "speech": ["train", "valid", "asr_train", "asr_valid", "asr_test", "asr_real"]}  # fmt: skip
-MAX_CLASS_FRACTION = 0.6  # no class may dominate a split beyond this
-MIN_ROWS_FOR_BALANCE = 100  # smaller splits are too noisy to judge class balance on
+IMAGE_READ = {"dtype": {"id": "str", "split": "str", "shard": "str"}}
+SPEECH_READ = {"dtype": {"id": "str", "split": "str", "transcript": "str", "speaker": "str", "shard": "str"},
+               "keep_default_na": False}  # fmt: skip
+# An empty text_b is a value (single-text tasks); an empty label makes the label column text, which
+# the label-range expectation then reports.
+TASK_READ = {"dtype": {"id": "str", "split": "str", "text_a": "str", "text_b": "str"}, "keep_default_na": False}
+FACTS_READ: dict = {}  # tables of numbers, names and error messages: pandas' defaults
+# Texts must stay as written: pandas would read a transcript "NA" or "null" as missing.
+OVERLAP_READ = {"dtype": {"id": "str", "side": "str", "transcript": "str", "text_a": "str", "text_b": "str"},
+                "keep_default_na": False}  # fmt: skip
+FACTS_DIR = "facts"
+SPEECH_TEST_SPLITS = ("asr_test", "asr_real")
+Built = tuple[list[Check], dict[str, int]]  # the checks and the rows of each table
 
 
 class ValidationFailed(D2VError):
     """Raised when any expectation fails; the message names file, expectation and examples."""
 
 
-def validate(modality: str, prepared_dir: str | Path, report_path: str | Path, max_seconds: float = 60.0) -> dict:
-    root = Path(prepared_dir)
-    builders = {"image": _image, "speech": lambda r: _speech(r, max_seconds), "text": _text}
+def validate(modality: str, prepared_dir: str | Path, report_path: str | Path, max_seconds: float = 60.0,
+             docs_dir: str | Path | None = None) -> dict:  # fmt: skip
+    """Run the modality's Checkpoint; write the JSON report and the Data Docs; raise if anything failed."""
+    root, report_path = Path(prepared_dir), Path(report_path)
+    docs_dir = Path(docs_dir) if docs_dir is not None else data_docs_dir(report_path.parent, modality)
+    builders: dict[str, Callable[[Path, Path], Built]] = {
+        "image": _image, "speech": lambda r, f: _speech(r, f, max_seconds), "text": _text}  # fmt: skip
+    # Built in place, not staged: GX writes the path of every table it read into the pages, so the
+    # fact tables must already sit where they stay. The site is a view rebuilt on every run (DVC
+    # records it only when the stage succeeds); the report below, the stage's gate, is atomic.
+    if docs_dir.exists():
+        shutil.rmtree(docs_dir)
     try:
-        frames, checks = builders[modality](root)
+        checks, rows = builders[modality](root, docs_dir / FACTS_DIR)
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
         raise ValidationFailed(f"{root}: cannot read the prepared {modality} data: {exc}") from exc
-    records = run_checks(modality, frames, checks)
+    records = run_checkpoint(modality, checks, docs_dir)
     failed = [r for r in records if not r["success"]]
     report = {"modality": modality, "success": not failed, "n_expectations": len(records),
-              "n_failed": len(failed), "rows": {k: len(v) for k, v in frames.items()}, "results": records}  # fmt: skip
+              "n_failed": len(failed), "rows": rows, "results": records}  # fmt: skip
     atomic_write_json(report_path, report)
     if failed:
-        lines = [f"{r['file']}: {r['expectation']}({_arg(r)}) failed; unexpected={r['unexpected_count']} "
-                 f"observed={r['observed_value']} examples={r['examples']}" for r in failed[:5]]  # fmt: skip
-        raise ValidationFailed(f"validation of {modality} failed ({len(failed)} of {len(records)}); " + "; ".join(lines))
+        lines = [_failure_line(r) for r in failed[:5]]
+        raise ValidationFailed(f"validation of {modality} failed ({len(failed)} of {len(records)}; "
+                               f"Data Docs: {docs_dir / 'index.html'}); " + "; ".join(lines))  # fmt: skip
     return report
 
 
-def _arg(record: dict) -> str:
-    return str(record["kwargs"].get("column", ""))
+def _failure_line(r: dict) -> str:
+    line = f"{r['file']}: {r['expectation']}({_columns(r['kwargs'])}) [suite {r['suite']}] failed"
+    details = {"unexpected": r["unexpected_count"], "observed": _short(r["observed_value"]),
+               "examples": [_short(v) for v in r["examples"]], "ids": r["ids"], "error": r["error"]}  # fmt: skip
+    return line + "".join(f" {key}={value}" for key, value in details.items() if value not in (None, []))
+
+
+def _columns(kwargs: dict) -> str:
+    if "column" in kwargs:
+        return str(kwargs["column"])
+    if "column_list" in kwargs:
+        return ",".join(kwargs["column_list"])
+    return ",".join(str(kwargs[k]) for k in ("column_A", "column_B") if k in kwargs)
+
+
+def _short(value: object, width: int = 80) -> object:
+    text = repr(value)
+    return value if len(text) <= width else text[: width - 3] + "..."
 
 
 def _meta(root: Path) -> dict:
     return json.loads((root / "meta.json").read_text(encoding="utf-8"))
 
 
-def _shard_errors(root: Path, manifest: pd.DataFrame, check_row: callable) -> pd.DataFrame:
+def _facts(folder: Path, name: str, frame: pd.DataFrame) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _shard_facts(root: Path, manifest: pd.DataFrame, describe: Callable[[np.ndarray, pd.DataFrame], dict]) -> pd.DataFrame:
+    """One row per shard the manifest names: what numpy reads, beside what the manifest promises."""
     rows = []
-    for shard, group in manifest.groupby("shard"):
+    for shard, group in manifest.groupby("shard", sort=True):
+        row = {"id": shard, "load_error": None}
         try:
             array = np.load(root / shard, mmap_mode="r")
-            error = check_row(shard, array, group)
+            row |= {"dtype": str(array.dtype), "ndim": array.ndim} | describe(array, group)
         except (OSError, ValueError) as exc:
-            error = f"{root / shard}: cannot load ({exc})"
-        rows.append({"shard": shard, "error": error})
-    return pd.DataFrame(rows, columns=["shard", "error"]).astype(object)
+            row["load_error"] = f"{root / shard}: cannot load ({exc})"
+        rows.append(row)
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id", "load_error"])
 
 
-def _split_frame(manifest: pd.DataFrame, splits: list[str], label: str | None) -> pd.DataFrame:
-    rows = []
-    for split in splits:
-        part = manifest[manifest["split"] == split]
-        judged = label and len(part) >= MIN_ROWS_FOR_BALANCE
-        frac = float(part[label].value_counts(normalize=True).max()) if judged else 0.0
-        rows.append({"split": split, "count": len(part), "max_class_fraction": frac})
-    return pd.DataFrame(rows)
+def _class_shares(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (split, label): the label's share of its split and the split's size."""
+    counts = rows.groupby(["split", "label"], sort=True).size().rename("count").reset_index()
+    counts["split_rows"] = counts.groupby("split")["count"].transform("sum")
+    counts["share"] = counts["count"] / counts["split_rows"]
+    counts.insert(0, "id", counts["split"] + "/label=" + counts["label"].astype(str))
+    return counts
 
 
-def _common(name: str, file: str, splits: list[str]) -> list[Check]:
-    return [
-        Check(name, file, lambda e: e.ExpectColumnValuesToBeUnique(column="id")),
-        Check(name, file, lambda e: e.ExpectColumnValuesToNotBeNull(column="id")),
-        Check(name, file, lambda e: e.ExpectColumnValuesToBeInSet(column="split", value_set=splits)),
-    ]
+def _overlap(train: pd.DataFrame, test: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Distinct `columns` values of each side, one row per (side, value); id = the first row carrying it."""
+    sides = [part.drop_duplicates(columns).assign(side=side)[["id", "side", *columns]]
+             for side, part in (("train", train), ("test", test))]  # fmt: skip
+    return pd.concat(sides, ignore_index=True)
 
 
-def _image(root: Path) -> tuple[dict, list[Check]]:
+def _image(root: Path, facts: Path) -> Built:
     meta, file = _meta(root), str(root / "manifest.csv")
-    manifest = pd.read_csv(file, dtype={"id": str, "split": str, "shard": str})
-    size, channels, n = meta["height"], meta["channels"], meta["num_classes"]
+    manifest = pd.read_csv(file, **IMAGE_READ)
 
-    def shard_check(shard, array, group):
-        want = (len(group), size, size, channels)
-        if array.dtype != np.uint8 or array.shape != want:
-            return f"{root / shard}: {array.dtype} {array.shape}, expected uint8 {want}"
-        return None
+    def describe(array: np.ndarray, group: pd.DataFrame) -> dict:
+        shape = tuple(array.shape) + (None,) * (4 - array.ndim)
+        return dict(zip(("rows", "height", "width", "channels"), shape[:4])) | {"manifest_rows": len(group)}
 
-    frames = {"manifest": manifest, "shards": _shard_errors(root, manifest, shard_check),
-              "splits": _split_frame(manifest, SPLITS["image"], "label")}  # fmt: skip
-    checks = _common("manifest", file, SPLITS["image"]) + [
-        Check("manifest", file, lambda e: e.ExpectColumnValuesToBeBetween(column="label", min_value=0, max_value=n - 1)),
-        Check("manifest", file, lambda e: e.ExpectColumnValuesToBeInSet(column="height", value_set=[size])),
-        Check("manifest", file, lambda e: e.ExpectColumnValuesToBeInSet(column="width", value_set=[size])),
-        Check("shards", str(root), lambda e: e.ExpectColumnValuesToBeNull(column="error")),
-        Check("splits", file, lambda e: e.ExpectColumnValuesToBeBetween(column="count", min_value=1)),
-        Check("splits", file, lambda e: e.ExpectColumnValuesToBeBetween(column="max_class_fraction", max_value=MAX_CLASS_FRACTION)),
-    ]  # fmt: skip
-    return frames, checks
-
-
-def _speech(root: Path, max_seconds: float) -> tuple[dict, list[Check]]:
-    meta, file = _meta(root), str(root / "manifest.csv")
-    manifest = pd.read_csv(file, dtype={"id": str, "split": str, "transcript": str, "speaker": str}, keep_default_na=False)
-
-    def shard_check(shard, array, group):
-        end = int((group["offset"] + group["n_samples"]).max())
-        if array.dtype != np.int16 or array.ndim != 1 or len(array) != end:
-            return f"{root / shard}: {array.dtype} {array.shape}, expected int16 ({end},)"
-        return None
-
-    labelled = manifest[manifest["split"].str.startswith("asr_")]
-    train_texts = set(labelled.loc[labelled["split"] == "asr_train", "transcript"])
-    test = labelled[labelled["split"].isin(["asr_test", "asr_real"])]
-    leaks = [f"{i}: {t!r}" for i, t in zip(test["id"], test["transcript"]) if t in train_texts]
-    train_speakers = set(labelled.loc[labelled["split"] == "asr_train", "speaker"])
-    held = set(meta.get("test_speakers", []))
-    frames = {
-        "manifest": manifest, "labelled": labelled,
-        "unlabelled": manifest[~manifest["split"].str.startswith("asr_")],
-        "shards": _shard_errors(root, manifest, shard_check),
-        "meta": pd.DataFrame([{"sample_rate": meta["sample_rate"], "speaker_leak": sorted(held & train_speakers) or None}]),
-        "leaks": pd.DataFrame({"leak": leaks or [None]}).astype(object),
-        "splits": _split_frame(manifest, ["train", "valid"], None),
-    }  # fmt: skip
-    lo, hi = int(0.5 * SPEECH_SAMPLE_RATE), int(max_seconds * SPEECH_SAMPLE_RATE) + 1
-    hi_labelled = int(MAX_LABELLED_SECONDS * SPEECH_SAMPLE_RATE)
-    checks = _common("manifest", file, SPLITS["speech"]) + [
-        Check("unlabelled", file, lambda e: e.ExpectColumnValuesToBeBetween(column="n_samples", min_value=lo, max_value=hi)),
-        Check("labelled", file, lambda e: e.ExpectColumnValuesToBeBetween(column="n_samples", min_value=lo, max_value=hi_labelled)),
-        Check("manifest", file, lambda e: e.ExpectColumnValueLengthsToBeBetween(column="speaker", min_value=1)),
-        Check("labelled", file, lambda e: e.ExpectColumnValueLengthsToBeBetween(column="transcript", min_value=1)),
-        Check("shards", str(root), lambda e: e.ExpectColumnValuesToBeNull(column="error")),
-        Check("meta", str(root / "meta.json"), lambda e: e.ExpectColumnValuesToBeInSet(column="sample_rate", value_set=[SPEECH_SAMPLE_RATE])),
-        Check("meta", str(root / "meta.json"), lambda e: e.ExpectColumnValuesToBeNull(column="speaker_leak")),
-        Check("leaks", file, lambda e: e.ExpectColumnValuesToBeNull(column="leak")),
-        Check("splits", file, lambda e: e.ExpectColumnValuesToBeBetween(column="count", min_value=1)),
-    ]  # fmt: skip
-    return frames, checks
-
-
-def _text(root: Path) -> tuple[dict, list[Check]]:
-    meta = _meta(root)
-    vocab = meta["vocab_size"]
-    streams = []
-    for split in ("train", "valid"):
-        path = root / f"tokens-{split}.bin"
-        tokens = np.memmap(path, dtype=np.dtype(meta["dtype"]), mode="r")
-        offsets = np.load(root / f"offsets-{split}.npy")
-        error = None if int(offsets[-1]) == len(tokens) else f"{path}: {len(tokens)} ids, offsets say {int(offsets[-1])}"
-        streams.append({"file": str(path), "n_tokens": len(tokens), "max_id": int(tokens.max()) if len(tokens) else -1, "error": error})
-    frames = {"streams": pd.DataFrame(streams).astype({"error": object})}
+    shards = _shard_facts(root, manifest, describe)
+    shares = _class_shares(manifest)
+    size = {"height": meta["height"], "width": meta["height"]}  # square images, as the loaders assume
     checks = [
-        Check("streams", str(root), lambda e: e.ExpectColumnValuesToBeBetween(column="max_id", min_value=0, max_value=vocab - 1)),
-        Check("streams", str(root), lambda e: e.ExpectColumnValuesToBeBetween(column="n_tokens", min_value=1)),
-        Check("streams", str(root), lambda e: e.ExpectColumnValuesToBeNull(column="error")),
+        Check("manifest", Path(file), file, "image.manifest", {"max_label": meta["num_classes"] - 1, **size}, IMAGE_READ),
+        Check("shards", _facts(facts, "shards", shards), str(root), "image.shards", {**size, "channels": meta["channels"]}, FACTS_READ),
+        Check("class_shares", _facts(facts, "class_shares", shares), file, "shared.class_shares", {}, FACTS_READ),
     ]  # fmt: skip
+    return checks, {"manifest": len(manifest), "shards": len(shards), "class_shares": len(shares)}
+
+
+def _speech(root: Path, facts: Path, max_seconds: float) -> Built:
+    meta, file = _meta(root), str(root / "manifest.csv")
+    manifest = pd.read_csv(file, **SPEECH_READ)
+
+    def describe(array: np.ndarray, group: pd.DataFrame) -> dict:
+        return {"samples": len(array), "manifest_end": int((group["offset"] + group["n_samples"]).max())}
+
+    shards = _shard_facts(root, manifest, describe)
+    header = pd.DataFrame([{"id": "meta.json", "sample_rate": meta.get("sample_rate"), "dtype": meta.get("dtype")}])
+    overlap = _overlap(manifest[manifest["split"] == "asr_train"],
+                       manifest[manifest["split"].isin(SPEECH_TEST_SPLITS)], ["transcript"])  # fmt: skip
+    limits = {"min_samples": int(MIN_SECONDS * SPEECH_SAMPLE_RATE),
+              "max_samples": int(max_seconds * SPEECH_SAMPLE_RATE) + 1,
+              "max_labelled_samples": int(MAX_LABELLED_SECONDS * SPEECH_SAMPLE_RATE),
+              "test_speakers": list(meta.get("test_speakers", []))}  # fmt: skip
+    checks = [
+        Check("manifest", Path(file), file, "speech.manifest", limits, SPEECH_READ),
+        Check("shards", _facts(facts, "shards", shards), str(root), "speech.shards", {}, FACTS_READ),
+        Check("meta", _facts(facts, "meta", header), str(root / "meta.json"), "speech.meta",
+              {"sample_rate": SPEECH_SAMPLE_RATE}, FACTS_READ),
+        Check("transcript_overlap", _facts(facts, "transcript_overlap", overlap), file, "speech.transcript_overlap",
+              {}, OVERLAP_READ),
+    ]  # fmt: skip
+    rows = {"manifest": len(manifest), "shards": len(shards), "meta": 1, "transcript_overlap": len(overlap)}
+    return checks, rows
+
+
+def _text(root: Path, facts: Path) -> Built:
+    meta = _meta(root)
+    streams = pd.DataFrame([_stream_facts(root, split, np.dtype(meta["dtype"])) for split in ("train", "valid")])
+    checks = [Check("streams", _facts(facts, "streams", streams), str(root), "text.streams",
+                    {"max_token_id": meta["vocab_size"] - 1}, FACTS_READ)]  # fmt: skip
+    rows = {"streams": len(streams)}
     for task, info in meta["tasks"].items():
-        frames_task, checks_task = _task(root, task, info)
-        frames |= frames_task
-        checks += checks_task
-    return frames, checks
+        task_checks, task_rows = _task(root, facts, task, info)
+        checks += task_checks
+        rows |= task_rows
+    return checks, rows
 
 
-def _task(root: Path, task: str, info: dict) -> tuple[dict, list[Check]]:
-    file = str(root / "tasks" / f"{task}.csv")
-    rows = pd.read_csv(file, dtype={"id": str, "split": str, "text_a": str, "text_b": str}, keep_default_na=False)
-    train = set(zip(rows.loc[rows.split == "train", "text_a"], rows.loc[rows.split == "train", "text_b"]))
-    test = rows[rows.split == "test"]
-    leaks = [f"{i}: {a[:60]!r}" for i, a, b in zip(test["id"], test["text_a"], test["text_b"]) if (a, b) in train]
-    regression = info["num_classes"] == 1
-    frames = {task: rows, f"{task}.leaks": pd.DataFrame({"leak": leaks or [None]}).astype(object),
-              f"{task}.splits": _split_frame(rows, ["train", "valid", "test"], None if regression else "label")}  # fmt: skip
-    checks = _common(task, file, ["train", "valid", "test"]) + [
-        Check(task, file, lambda e: e.ExpectColumnValueLengthsToBeBetween(column="text_a", min_value=1)),
-        Check(f"{task}.leaks", file, lambda e: e.ExpectColumnValuesToBeNull(column="leak")),
-        Check(f"{task}.splits", file, lambda e: e.ExpectColumnValuesToBeBetween(column="count", min_value=1)),
+def _stream_facts(root: Path, split: str, dtype: np.dtype) -> dict:
+    path = root / f"tokens-{split}.bin"
+    tokens = np.memmap(path, dtype=dtype, mode="r") if path.stat().st_size else np.zeros(0, dtype)
+    offsets = np.load(root / f"offsets-{split}.npy")
+    return {"id": path.name, "n_tokens": len(tokens), "offsets_end": int(offsets[-1]) if len(offsets) else 0,
+            "min_id": int(tokens.min()) if len(tokens) else None, "max_id": int(tokens.max()) if len(tokens) else None}  # fmt: skip
+
+
+def _task(root: Path, facts: Path, task: str, info: dict) -> Built:
+    path = root / "tasks" / f"{task}.csv"
+    rows = pd.read_csv(path, **TASK_READ)
+    overlap = _overlap(rows[rows["split"] == "train"], rows[rows["split"] == "test"], ["text_a", "text_b"])
+    checks = [
+        Check(task, path, str(path), "text.task", {"min_text_b_length": 1 if info["pair"] else 0}, TASK_READ,
+              f"text.task.{task}"),
+        Check(f"{task}.pair_overlap", _facts(facts, f"{task}.pair_overlap", overlap), str(path), "text.pair_overlap",
+              {}, OVERLAP_READ, f"text.pair_overlap.{task}"),
     ]  # fmt: skip
-    if info["pair"]:
-        checks.append(Check(task, file, lambda e: e.ExpectColumnValueLengthsToBeBetween(column="text_b", min_value=1)))
-    if not regression:
-        n = info["num_classes"]
+    counts = {task: len(rows), f"{task}.pair_overlap": len(overlap)}
+    if info["num_classes"] > 1:  # 1 = a regression task: no label range, no class balance
+        shares = _class_shares(rows)
         checks += [
-            Check(task, file, lambda e: e.ExpectColumnValuesToBeBetween(column="label", min_value=0, max_value=n - 1)),
-            Check(f"{task}.splits", file, lambda e: e.ExpectColumnValuesToBeBetween(column="max_class_fraction", max_value=MAX_CLASS_FRACTION)),
+            Check(task, path, str(path), "text.labels", {"max_label": info["num_classes"] - 1}, TASK_READ,
+                  f"text.labels.{task}"),
+            Check(f"{task}.class_shares", _facts(facts, f"{task}.class_shares", shares), str(path),
+                  "shared.class_shares", {}, FACTS_READ, f"shared.class_shares.{task}"),
         ]  # fmt: skip
-    return frames, checks
+        counts[f"{task}.class_shares"] = len(shares)
+    return checks, counts

@@ -4,14 +4,23 @@ Classification: accuracy, top-k accuracy, binary F1 (positive class 1), Matthews
 Regression: Pearson and Spearman (ties get average ranks). Speech: corpus-level word and character
 error rate (total Levenshtein edits / total reference length). GLUE: each task's primary score and
 the unweighted average, as the data2vec paper's table reports them.
+
+The numbers come from the libraries everyone checks against: scikit-learn (accuracy, top-k, F1,
+MCC), scipy.stats (Pearson, Spearman, ranks) and jiwer (word/character edits). What stays here is
+input checking, the GLUE scoring rules and two conventions the libraries leave open: a constant
+side scores correlation 0.0 (not nan), and an empty reference or hypothesis costs one edit per
+token of the other side.
 """
 
 from __future__ import annotations
 
 from typing import Literal, Mapping, Sequence
 
+import jiwer
 import numpy as np
+import scipy.stats
 from numpy.typing import ArrayLike
+from sklearn import metrics as sklearn_metrics
 
 from d2v.errors import D2VError
 
@@ -55,49 +64,44 @@ def _as_labels(predictions: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, n
 
 def accuracy(predictions: ArrayLike, labels: ArrayLike) -> float:
     pred, gold = _as_labels(predictions, labels)
-    return float(np.mean(pred == gold))
+    return float(sklearn_metrics.accuracy_score(gold, pred))
 
 
 def top_k_accuracy(scores: ArrayLike, labels: ArrayLike, k: int) -> float:
-    """Fraction of rows whose label is among the k highest scores (k >= classes counts all right)."""
+    """Fraction of rows whose label is among the k highest scores (k >= classes counts all right).
+
+    Ties follow scikit-learn: among equal scores the higher class index ranks first.
+    """
     s, gold = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     if s.ndim != 2 or s.shape[0] != gold.shape[0]:
         raise D2VError(f"scores {s.shape} must be (N, classes) for {gold.shape[0]} labels")
     if gold.size == 0:
         raise D2VError("cannot score an empty label set")
-    k = min(k, s.shape[1])
-    # Ties are broken by class order (stable sort), the same way torch.topk does on CPU in practice.
-    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top == gold[:, None], axis=1)))
-
-
-def _binary_counts(pred: np.ndarray, gold: np.ndarray) -> tuple[int, int, int, int]:
-    tp = int(np.sum((pred == 1) & (gold == 1)))
-    tn = int(np.sum((pred != 1) & (gold != 1)))
-    fp = int(np.sum((pred == 1) & (gold != 1)))
-    fn = int(np.sum((pred != 1) & (gold == 1)))
-    return tp, tn, fp, fn
+    classes = s.shape[1]
+    if np.any((gold < 0) | (gold >= classes)):
+        raise D2VError(f"labels must lie in [0, {classes}) for scores with {classes} classes, got {sorted(set(gold.tolist()))[:10]}")
+    if k >= classes:
+        return 1.0  # scikit-learn agrees, but warns that the score is meaningless
+    if classes == 2:  # k == 1; scikit-learn wants one score column for two classes, so argmax
+        return accuracy(np.argmax(s, axis=1), gold)
+    return float(sklearn_metrics.top_k_accuracy_score(gold, s, k=k, labels=np.arange(classes)))
 
 
 def f1_binary(predictions: ArrayLike, labels: ArrayLike) -> float:
     """F1 of the positive class 1 (GLUE's MRPC/QQP F1); 0.0 when there is no true or predicted 1."""
-    tp, _, fp, fn = _binary_counts(*_as_labels(predictions, labels))
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    pred, gold = _as_labels(predictions, labels)
+    # Anything but 1 is the negative class, so compare as booleans (scikit-learn's binary F1 would
+    # reject a third label value).
+    return float(sklearn_metrics.f1_score(gold == 1, pred == 1, zero_division=0.0))
 
 
 def matthews_corrcoef(predictions: ArrayLike, labels: ArrayLike) -> float:
     """Matthews correlation (multi-class form, Gorodkin 2004; equals the binary formula for 2 classes).
 
-    0.0 when either side is constant (the denominator vanishes), as scikit-learn does.
+    0.0 when either side is constant (the denominator vanishes), as scikit-learn defines it.
     """
     pred, gold = _as_labels(predictions, labels)
-    classes = np.union1d(pred, gold)
-    conf = np.array([[np.sum((gold == a) & (pred == p)) for p in classes] for a in classes], float)
-    t, p = conf.sum(axis=1), conf.sum(axis=0)  # true and predicted counts per class
-    n, correct = conf.sum(), np.trace(conf)
-    numerator = correct * n - t @ p
-    denominator = np.sqrt((n * n - p @ p) * (n * n - t @ t))
-    return float(numerator / denominator) if denominator > 0 else 0.0
+    return float(sklearn_metrics.matthews_corrcoef(gold, pred))
 
 
 def _as_pair(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
@@ -107,66 +111,59 @@ def _as_pair(x: ArrayLike, y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def _constant(*arrays: np.ndarray) -> bool:
+    return any(np.all(a == a[0]) for a in arrays)
+
+
 def pearson(x: ArrayLike, y: ArrayLike) -> float:
-    """Pearson correlation; 0.0 when either side is constant."""
+    """Pearson correlation; 0.0 when either side is constant (scipy would return nan and warn)."""
     a, b = _as_pair(x, y)
-    a, b = a - a.mean(), b - b.mean()
-    denominator = np.sqrt((a @ a) * (b @ b))
-    return float(a @ b / denominator) if denominator > 0 else 0.0
+    return 0.0 if _constant(a, b) else float(scipy.stats.pearsonr(a, b).statistic)
 
 
 def average_ranks(values: ArrayLike) -> np.ndarray:
     """1-based ranks; tied values share the mean of the ranks they span ([10, 20, 20] -> [1, 2.5, 2.5])."""
-    v = np.asarray(values, dtype=np.float64)
-    order = np.argsort(v, kind="stable")
-    ranks = np.empty(v.size, dtype=np.float64)
-    sorted_v = v[order]
-    start = 0
-    while start < v.size:
-        end = start
-        while end + 1 < v.size and sorted_v[end + 1] == sorted_v[start]:
-            end += 1
-        ranks[order[start : end + 1]] = (start + end) / 2 + 1
-        start = end + 1
-    return ranks
+    return scipy.stats.rankdata(np.asarray(values, dtype=np.float64), method="average")
 
 
 def spearman(x: ArrayLike, y: ArrayLike) -> float:
-    """Spearman correlation = Pearson of the average ranks (exact with ties)."""
+    """Spearman correlation = Pearson of the average ranks (exact with ties); 0.0 when a side is constant."""
     a, b = _as_pair(x, y)
-    return pearson(average_ranks(a), average_ranks(b))
+    return 0.0 if _constant(a, b) else float(scipy.stats.spearmanr(a, b).statistic)
 
 
-def levenshtein(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
-    """Edit distance (substitutions, insertions, deletions, each cost 1) between two token sequences."""
-    previous = list(range(len(hypothesis) + 1))
-    for i, ref_token in enumerate(reference, start=1):
-        current = [i] + [0] * len(hypothesis)
-        for j, hyp_token in enumerate(hypothesis, start=1):
-            current[j] = min(
-                previous[j] + 1,  # deletion
-                current[j - 1] + 1,  # insertion
-                previous[j - 1] + (ref_token != hyp_token),  # substitution or match
-            )
-        previous = current
-    return previous[-1]
+def _normalise(text: str) -> str:
+    # Words split on whitespace; characters with runs of whitespace collapsed to one kept space.
+    return " ".join(text.split())
 
 
 def _tokens(text: str, unit: ErrorUnit) -> Sequence[str]:
-    # Words split on whitespace; characters with runs of whitespace collapsed to one kept space.
-    return text.split() if unit == "word" else list(" ".join(text.split()))
+    return text.split() if unit == "word" else list(_normalise(text))
+
+
+def _edits(reference: str, hypothesis: str, unit: ErrorUnit) -> int:
+    """Substitutions + deletions + insertions between one reference and one hypothesis (jiwer).
+
+    Empty sides are scored here, not by jiwer: an empty reference costs one insertion per
+    hypothesis token, an empty hypothesis one deletion per reference token.
+    """
+    ref, hyp = _normalise(reference), _normalise(hypothesis)
+    if not ref or not hyp:
+        return len(_tokens(ref or hyp, unit))
+    out = jiwer.process_words(ref, hyp) if unit == "word" else jiwer.process_characters(ref, hyp)
+    return out.substitutions + out.deletions + out.insertions
 
 
 def edit_counts(references: Sequence[str], hypotheses: Sequence[str], unit: ErrorUnit) -> tuple[np.ndarray, np.ndarray]:
     """Per utterance: edits between reference and hypothesis, and reference length, in words or characters.
 
-    Corpus error rate = edits.sum() / lengths.sum(); kept per utterance so subsets (bootstrap) are cheap.
+    Corpus error rate = edits.sum() / lengths.sum() (jiwer's corpus WER/CER); kept per utterance so
+    that subsets (bootstrap) are cheap.
     """
     if len(references) != len(hypotheses):
         raise D2VError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    pairs = [(_tokens(r, unit), _tokens(h, unit)) for r, h in zip(references, hypotheses)]
-    edits = np.array([levenshtein(r, h) for r, h in pairs], dtype=np.int64)
-    lengths = np.array([len(r) for r, _ in pairs], dtype=np.int64)
+    edits = np.array([_edits(r, h, unit) for r, h in zip(references, hypotheses)], dtype=np.int64)
+    lengths = np.array([len(_tokens(r, unit)) for r in references], dtype=np.int64)
     return edits, lengths
 
 

@@ -19,9 +19,10 @@ from d2v.errors import D2VError
 from d2v.eval.baseline import BaselineRecord
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.input_features import LogMelFrames
+from d2v.eval.live import log_eval_metrics
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
 from d2v.layout import eval_tasks_name
-from d2v.models import model_spec
+from d2v.models import fingerprint_preset, model_spec
 from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
 from d2v.train.run import build_pretraining_model, prepared_meta, prepared_shape
 
@@ -34,7 +35,7 @@ TEXT_SPLITS = {"train": "train", "test": "test"}
 
 def load_pretrained(modality: str, choice: ModelChoice, data_root: Path, checkpoint: Path) -> FeatureEncoder:
     model = build_pretraining_model(modality, choice, data_root)
-    fingerprint = ModelFingerprint.of(modality, choice.version, choice.preset, model.spec)
+    fingerprint = ModelFingerprint.of(modality, choice.version, fingerprint_preset(choice), model.spec)
     payload = load_checkpoint(checkpoint, expected=fingerprint)
     model.load_state_dict(payload["model"])
     model.eval()
@@ -60,11 +61,13 @@ def evaluate_modality(
         assert isinstance(cfg, ImageEvalConfig)
         meta = prepared_meta(data_root)
         splits = {name: ImageDataset(data_root, split) for name, split in IMAGE_SPLITS.items()}
-        return evaluate_image(
+        records = evaluate_image(
             pretrained, random_init, splits, cfg, out_dir,
             class_names=meta.get("class_names"), collate=ImageCollate(meta["mean"], meta["std"]),
             side_by_side=side_by_side,
         )
+        log_eval_metrics(out_dir / modality, records)
+        return records
     if modality == "speech":
         assert isinstance(cfg, SpeechEvalConfig)
         records = evaluate_speech(
@@ -84,6 +87,7 @@ def evaluate_modality(
     else:
         raise D2VError(f"unknown modality {modality!r}")
     write_task_table(out_dir / eval_tasks_name(modality), records)
+    log_eval_metrics(out_dir / modality, records)
     return records
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from d2v.models.build import build_frontend, build_model
 from d2v.models.presets import PRESETS, preset_changes
 from d2v.models.released import released_spec
-from d2v.models.resolve import DataShape, ResolvedSpec, model_spec, resolve_spec
+from d2v.models.resolve import DataShape, ResolvedSpec, fingerprint_preset, model_spec, resolve_spec
 
 __all__ = [
     "PRESETS",
@@ -17,6 +17,7 @@ __all__ = [
     "ResolvedSpec",
     "build_frontend",
     "build_model",
+    "fingerprint_preset",
     "model_spec",
     "preset_changes",
     "registered_presets",

@@ -59,14 +59,22 @@ class ResolvedSpec:
 
 
 def resolve_spec(modality: str, choice: ModelChoice, data: DataShape | None = None) -> ResolvedSpec:
-    """The spec pretraining builds for `modality`: released -> preset -> data -> params overrides."""
-    spec = released_spec(modality, choice.version)
-    set_by = {path: "released" for path in _leaf_paths(to_mapping(spec))}
-    layers = [
-        (f"preset {choice.preset}", preset_changes(modality, choice.version, choice.preset), f"preset {choice.preset!r}"),
-        ("data", (data or DataShape()).changes(modality), "prepared data"),
-        ("params", choice.overrides, f"model.{modality}.overrides"),
-    ]
+    """The spec pretraining builds for `modality`: released -> preset -> data -> params overrides.
+
+    With `init_from`, the imported checkpoint's spec replaces released -> preset, the prepared data
+    must have its shape, and the params overrides still apply on top."""
+    if choice.init_from is not None:
+        spec = _init_from_spec(modality, choice, data or DataShape())
+        set_by = {path: "init_from" for path in _leaf_paths(to_mapping(spec))}
+        layers = [("params", choice.overrides, f"model.{modality}.overrides")]
+    else:
+        spec = released_spec(modality, choice.version)
+        set_by = {path: "released" for path in _leaf_paths(to_mapping(spec))}
+        layers = [
+            (f"preset {choice.preset}", preset_changes(modality, choice.version, choice.preset), f"preset {choice.preset!r}"),
+            ("data", (data or DataShape()).changes(modality), "prepared data"),
+            ("params", choice.overrides, f"model.{modality}.overrides"),
+        ]
     for name, changes, path in layers:
         if not changes:
             continue
@@ -78,6 +86,37 @@ def resolve_spec(modality: str, choice: ModelChoice, data: DataShape | None = No
 def model_spec(modality: str, choice: ModelChoice, data: DataShape | None = None) -> Data2VecSpec:
     """The resolved spec alone (see `resolve_spec`)."""
     return resolve_spec(modality, choice, data).spec
+
+
+def fingerprint_preset(choice: ModelChoice) -> str:
+    """The preset name checkpoint fingerprints record: "imported" for a model built with init_from."""
+    if choice.init_from is not None:
+        from d2v.interop.init_from import IMPORTED_PRESET
+
+        return IMPORTED_PRESET
+    return choice.preset
+
+
+def _init_from_spec(modality: str, choice: ModelChoice, data: DataShape) -> Data2VecSpec:
+    from d2v.interop.init_from import stored_spec  # reads a checkpoint: only when init_from is set
+
+    key = f"model.{modality}.init_from"
+    spec = stored_spec(choice.init_from or "")
+    if spec.modality != modality:
+        raise ConfigError(f"{key}: {choice.init_from} holds a {spec.modality} model, not {modality}")
+    if spec.version != choice.version:
+        raise ConfigError(
+            f"model.{modality}.version: {choice.version}, but {key} ({choice.init_from}) is data2vec "
+            f"{spec.version}.0 (set version: {spec.version})"
+        )
+    front = to_mapping(getattr(spec, modality))
+    for field_name, value in data.changes(modality).get(modality, {}).items():
+        if front.get(field_name) != value:
+            raise ConfigError(
+                f"{key}: the imported model has {modality}.{field_name}={front.get(field_name)}, "
+                f"the prepared data {value}: prepare data of the model's shape (data.{modality})"
+            )
+    return spec
 
 
 def _leaf_paths(tree: Any, prefix: str = "") -> list[str]:

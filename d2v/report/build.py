@@ -87,7 +87,8 @@ def build_report(
     metrics = root / metrics_dir
     validation = root / (validation_dir if validation_dir is not None else params.data.reports_dir)
     ctx = ReportContext(collect_all(metrics, validation), params, Path(metrics_dir),
-                        Path(validation_dir if validation_dir is not None else params.data.reports_dir))
+                        Path(validation_dir if validation_dir is not None else params.data.reports_dir),
+                        report_dir=Path(out_dir))
     prov = collect_run_provenance(params, root)
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     document = build_document(ctx, prov, str(params_path), stamp)

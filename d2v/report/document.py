@@ -46,7 +46,14 @@ class Code:
     summary: str  # HTML shows it folded under this line
 
 
-Block = Union[Paragraph, Note, Subheading, Table, Figure, Code]
+@dataclass(frozen=True)
+class Links:
+    """A list of links to files beside the report (relative paths), e.g. the GX Data Docs sites."""
+
+    items: tuple[tuple[str, str], ...]  # (text, relative path)
+
+
+Block = Union[Paragraph, Note, Subheading, Table, Figure, Code, Links]
 
 
 @dataclass(frozen=True)

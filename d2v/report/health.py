@@ -97,7 +97,7 @@ def health_section(ctx: ReportContext) -> Section:
     blocks += [
         Paragraph(EXPLANATION),
         Table(HEADER, tuple(health_row(m, widths[m.modality]) for m in ctx.modalities),
-              caption="metrics/pretrain/<modality>.json: first_rel_loss, final_rel_loss, final_target_rank, "
+              caption="metrics/pretrain/<modality>/metrics.json: first_rel_loss, final_rel_loss, final_target_rank, "
                       "final_pred_rank, mean_masked_fraction"),
     ]
     logs = {m.modality: m.pretrain.steps for m in ctx.modalities

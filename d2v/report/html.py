@@ -12,7 +12,7 @@ import base64
 import re
 from html import escape
 
-from d2v.report.document import Block, Code, Document, Figure, Note, Paragraph, Subheading, Table
+from d2v.report.document import Block, Code, Document, Figure, Links, Note, Paragraph, Subheading, Table
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2328;
@@ -64,6 +64,8 @@ def _block(block: Block) -> str:
     if isinstance(block, Figure):
         return (f'<figure><img alt="{escape(block.caption)}" src="{data_uri(block.png)}">'
                 f"<figcaption>{escape(block.caption)}</figcaption></figure>")
+    if isinstance(block, Links):  # files beside the report: the only links that leave the page
+        return "<ul>" + "".join(f'<li><a href="{escape(href)}">{escape(text)}</a></li>' for text, href in block.items) + "</ul>"
     if isinstance(block, Code):
         return f"<details><summary>{escape(block.summary)}</summary><pre>{escape(block.text)}</pre></details>"
     raise TypeError(f"unknown block {type(block).__name__}")

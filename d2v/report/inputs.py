@@ -2,9 +2,9 @@
 
 Formats (written by their producers, read here without importing them, so no torch import):
 
-    metrics/pretrain/<modality>.json   summary of d2v/train (steps, first/final loss, final_rel_loss, ...)
-    metrics/pretrain/<modality>.tsv    per-step log (step, loss, target_var, pred_var, rel_loss, lr, ...);
-                                       a .jsonl with the same keys is read when the .tsv is absent
+    metrics/pretrain/<modality>/       DVCLive directory of d2v/train: metrics.json (summary: steps,
+                                       first/final loss, final_rel_loss, ...), plots/metrics/<name>.tsv
+                                       (`step<TAB><name>` per metric: loss, rel_loss, lr, tau, ...)
     metrics/eval/<modality>.json       {task: record} from d2v/eval (task, metric, pretrained, ...)
     metrics/eval/image_confusion.csv   actual,predicted; one row per test image
     reports/validation/<modality>.json the data validation result of d2v/data
@@ -13,6 +13,7 @@ Formats (written by their producers, read here without importing them, so no tor
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from d2v.eval.baseline import BaselineRecord
-from d2v.layout import EVAL_METRICS_DIR, MODALITIES, PRETRAIN_METRICS_DIR, confusion_name
+from d2v.layout import data_docs_dir
+from d2v.layout import EVAL_METRICS_DIR, LIVE_PLOTS_SUBDIR, LIVE_SUMMARY_NAME, MODALITIES, PRETRAIN_METRICS_DIR, confusion_name
 from d2v.errors import D2VError
 
 # Keys every evaluation record must carry (d2v.eval.baseline.BaselineRecord).
@@ -53,6 +55,7 @@ class Validation:
     n_expectations: int
     n_failed: int
     rows: Any  # as the validation report gives it (a count or a per-frame mapping)
+    data_docs: bool = False  # the GX Data Docs site (<validation dir>/data_docs/<modality>/index.html) exists
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,15 @@ def collect_modality(modality: str, metrics_dir: Path, validation_dir: Path) -> 
         modality=modality,
         pretrain=read_pretrain(metrics_dir / PRETRAIN_METRICS_DIR.name, modality),
         evaluation=read_eval(metrics_dir / EVAL_METRICS_DIR.name / f"{modality}.json"),
-        validation=read_validation(validation_dir / f"{modality}.json"),
+        validation=_with_data_docs(read_validation(validation_dir / f"{modality}.json"), validation_dir, modality),
         confusion=read_confusion(metrics_dir / EVAL_METRICS_DIR.name / confusion_name(modality)),
     )
+
+
+def _with_data_docs(validation: Validation | None, validation_dir: Path, modality: str) -> Validation | None:
+    if validation is None:
+        return None
+    return dataclasses.replace(validation, data_docs=(data_docs_dir(validation_dir, modality) / "index.html").is_file())
 
 
 def collect_all(metrics_dir: Path, validation_dir: Path) -> tuple[ModalityInputs, ...]:
@@ -86,15 +95,32 @@ def _read_json(path: Path) -> Any:
 
 
 def read_pretrain(directory: Path, modality: str) -> PretrainRun | None:
-    summary_path = directory / f"{modality}.json"
+    live = directory / modality
+    summary_path = live / LIVE_SUMMARY_NAME
     if not summary_path.is_file():
         return None
     summary = _read_json(summary_path)
     if not isinstance(summary, dict):
         raise D2VError(f"{summary_path}: expected a JSON object (the pretraining summary), got {type(summary).__name__}")
-    tsv, jsonl = directory / f"{modality}.tsv", directory / f"{modality}.jsonl"
-    steps = read_step_tsv(tsv) if tsv.is_file() else read_step_jsonl(jsonl) if jsonl.is_file() else {}
-    return PretrainRun(summary=summary, steps=steps)
+    return PretrainRun(summary=summary, steps=read_live_plots(live / LIVE_PLOTS_SUBDIR))
+
+
+def read_live_plots(directory: Path) -> dict[str, tuple[float, ...]]:
+    """DVCLive's per-metric files joined on `step`: one column per metric, NaN where a step lacks it."""
+    if not directory.is_dir():
+        return {}
+    per_metric: dict[str, dict[float, float]] = {}
+    for path in sorted(directory.glob("*.tsv")):
+        columns = read_step_tsv(path)
+        if "step" not in columns:
+            raise D2VError(f"{path}: no 'step' column (a DVCLive plot file has step<TAB>{path.stem})")
+        for name, values in columns.items():
+            if name != "step":
+                per_metric[name] = dict(zip(columns["step"], values))
+    steps = sorted({step for values in per_metric.values() for step in values})
+    table = {"step": tuple(steps)}
+    table.update({name: tuple(values.get(step, math.nan) for step in steps) for name, values in per_metric.items()})
+    return table
 
 
 def _number(text: str, where: str) -> float:
@@ -119,18 +145,6 @@ def read_step_tsv(path: Path) -> dict[str, tuple[float, ...]]:
         for name, value in zip(header, values):
             columns[name].append(_number(value, f"{path}:{line_no} column {name}"))
     return {name: tuple(values) for name, values in columns.items()}
-
-
-def read_step_jsonl(path: Path) -> dict[str, tuple[float, ...]]:
-    rows = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise D2VError(f"{path}:{line_no}: not valid JSON ({exc})") from None
-    names = list(dict.fromkeys(key for row in rows for key in row))
-    return {n: tuple(math.nan if row.get(n) is None else float(row[n]) for row in rows) for n in names}
 
 
 def _record(raw: Any, where: str) -> EvalRecord:

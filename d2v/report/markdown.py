@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from d2v.report.document import Block, Code, Document, Figure, Note, Paragraph, Subheading, Table
+from d2v.report.document import Block, Code, Document, Figure, Links, Note, Paragraph, Subheading, Table
 
 
 def _cell(text: str) -> str:
@@ -30,6 +30,8 @@ def _block(block: Block, figures_dir: str) -> list[str]:
         return _table(block)
     if isinstance(block, Figure):
         return [f"![{block.caption}]({figures_dir}/{block.name})", "", f"*{block.caption}*"]
+    if isinstance(block, Links):
+        return [f"- [{text}](<{href}>)" for text, href in block.items]
     if isinstance(block, Code):
         fence = "````" if "```" in block.text else "```"
         return [f"{block.summary}:", "", f"{fence}yaml", block.text.rstrip("\n"), fence]

@@ -7,12 +7,14 @@ modality without files says "not run" wherever it would appear.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from d2v.config import Params
-from d2v.report.document import Block, Figure, Note, Paragraph, Section, Subheading, Table
+from d2v.report.document import Block, Figure, Links, Note, Paragraph, Section, Subheading, Table
+from d2v.layout import REPORTS_DIR, data_docs_dir
 from d2v.report.inputs import EvalRecord, ModalityInputs
 from d2v.report.plots import confusion_matrix, pretraining_curves
 from d2v.report.reference import PAPER_NUMBERS, our_data
@@ -31,6 +33,7 @@ class ReportContext:
     params: Params
     metrics_dir: Path
     validation_dir: Path
+    report_dir: Path = REPORTS_DIR  # where the report is written: links to files beside it are relative to it
 
 
 def fmt(value: Any, decimals: int | None = None) -> str:
@@ -124,17 +127,20 @@ def summary_section(ctx: ReportContext) -> Section:
 def pretraining_section(ctx: ReportContext) -> Section:
     ran = [m for m in ctx.modalities if m.pretrain is not None]
     keys = list(PRETRAIN_KEYS)
-    keys += sorted({k for m in ran for k in m.pretrain.summary} - set(keys) - {"modality"})  # type: ignore[union-attr]
+    # DVCLive adds each per-step metric's last value (and its `step`) to the summary: the curves
+    # show those, so the table keeps the run's own summary keys.
+    logged = {k for m in ran for k in m.pretrain.steps} | {"step"}  # type: ignore[union-attr]
+    keys += sorted({k for m in ran for k in m.pretrain.summary} - set(keys) - logged - {"modality"})  # type: ignore[union-attr]
     columns = tuple(m.modality for m in ctx.modalities)
     rows = tuple(
         (key, *(fmt(m.pretrain.summary.get(key)) if m.pretrain else NOT_RUN for m in ctx.modalities))
         for key in keys
     )
-    blocks: list[Block] = [Table(("summary", *columns), rows, caption="metrics/pretrain/<modality>.json")]
+    blocks: list[Block] = [Table(("summary", *columns), rows, caption="metrics/pretrain/<modality>/metrics.json")]
     for m in ctx.modalities:
         blocks.append(Subheading(f"{m.modality} pretraining curves"))
         if m.pretrain is None:
-            blocks.append(Paragraph(f"{m.modality}: {NOT_RUN} (no {ctx.metrics_dir / 'pretrain' / m.modality}.json)."))
+            blocks.append(Paragraph(f"{m.modality}: {NOT_RUN} (no {ctx.metrics_dir / 'pretrain' / m.modality / 'metrics.json'})."))
         elif not m.pretrain.steps:
             blocks.append(Paragraph(f"{m.modality}: no per-step log next to the summary; no curves."))
         else:
@@ -353,7 +359,15 @@ def validation_section(ctx: ReportContext) -> Section:
         else:
             rows.append((m.modality, "passed" if v.success else "FAILED", str(v.n_expectations), str(v.n_failed),
                          fmt(v.rows) if not isinstance(v.rows, dict) else ", ".join(f"{k}: {fmt(n)}" for k, n in v.rows.items())))
-    return Section("Data validation", (
-        Table(("modality", "result", "expectations", "failed", "rows checked"), tuple(rows),
-              caption=f"{ctx.validation_dir}/<modality>.json"),
-    ))
+    blocks: list[Block] = [Table(("modality", "result", "expectations", "failed", "rows checked"), tuple(rows),
+                                 caption=f"{ctx.validation_dir}/<modality>.json")]
+    docs = [(f"{m.modality}: Great Expectations Data Docs", _data_docs_link(ctx, m.modality))
+            for m in ctx.modalities if m.validation is not None and m.validation.data_docs]  # fmt: skip
+    if docs:
+        blocks += [Paragraph("Every expectation, its suite and the values that failed it:"), Links(tuple(docs))]
+    return Section("Data validation", tuple(blocks))
+
+
+def _data_docs_link(ctx: ReportContext, modality: str) -> str:
+    index = data_docs_dir(ctx.validation_dir, modality) / "index.html"
+    return Path(os.path.relpath(index, ctx.report_dir)).as_posix()

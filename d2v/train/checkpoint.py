@@ -1,7 +1,18 @@
-"""Training checkpoints: atomic writes, `weights_only` loads, and a refusal to mix models.
+"""Training checkpoints: safetensors weights, atomic writes, safe loads, a refusal to mix models.
 
-Everything stored is a tensor or a plain Python value (RNG states included), so loading works with
-`torch.load(..., weights_only=True)`: a checkpoint cannot execute code.
+A checkpoint at `<dir>/<name>.pt` is two files:
+
+    <name>.pt                         torch file: optimizer, scheduler, RNG, step, data position,
+                                      progress, fingerprint, and which weights file belongs to it
+    <name>.<sha256[:16]>.safetensors  the model state's tensors (student + teacher)
+
+The weights file is named by its content, so a save never overwrites the weights that the current
+`<name>.pt` points at: it writes the new weights under their own name, then replaces `<name>.pt`
+(the commit), then removes weights no longer pointed at. A process killed at any moment leaves the
+old checkpoint or the new one, never new weights with old optimizer state. Loading checks the
+weights' sha256 against the pointer. Neither file can execute code: safetensors holds only tensors,
+and the torch file only tensors and plain values, loaded with `torch.load(..., weights_only=True)`.
+Checkpoints of format 1 (everything in one torch file) still load.
 """
 
 from __future__ import annotations
@@ -9,18 +20,23 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
+import uuid
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import safetensors.torch
 import torch
 
-from d2v.atomic import atomic_open
+from d2v.atomic import TMP_MARKER, atomic_open, durable_replace
 from d2v.config import to_mapping
 from d2v.errors import D2VError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights in a safetensors file beside the torch file
+LEGACY_FORMAT_VERSION = 1  # one torch file with everything; still loaded
 
 
 class CheckpointError(D2VError):
@@ -100,9 +116,85 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
-    """Write `payload` atomically: a killed process leaves the old file or the new one, never half."""
-    with atomic_open(path, "wb") as fh:
-        torch.save(payload, fh)
+    """Write `payload` (see build_payload) as `path` + a safetensors weights file beside it, atomically:
+    a killed process leaves the old checkpoint or the new one, never half, never a mix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors, index = _split_model_state(payload["model"])
+    weights_name, digest = _write_weights(path, tensors)
+    state = {key: value for key, value in payload.items() if key != "model"}
+    state["format_version"] = FORMAT_VERSION
+    state["weights"] = {"file": weights_name, "sha256": digest, **index}
+    with atomic_open(path, "wb") as fh:  # the commit point: from here on the new weights count
+        torch.save(state, fh)
+    _remove_unreferenced_weights(path, keep=weights_name)
+
+
+def weights_file_of(path: str | Path) -> Path | None:
+    """The safetensors file a checkpoint's weights live in (None for a format-1 checkpoint)."""
+    state = _read_state(Path(path))
+    return None if "weights" not in state else Path(path).parent / state["weights"]["file"]
+
+
+def _split_model_state(model_state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors for safetensors, and what the torch file needs to rebuild the exact state dict.
+
+    safetensors refuses tensors that share memory. A key whose tensor *is* an earlier key's (same
+    storage, offset, shape, strides: tied weights) is recorded as an alias and comes back as the
+    same tensor object; a tensor that only overlaps another is stored as its own copy.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    aliases: dict[str, str] = {}
+    extras: dict[str, Any] = {}  # non-tensor entries (e.g. an int counter in a module's extra state)
+    seen: dict[tuple, str] = {}
+    storages: set[tuple[str, int]] = set()
+    for key, value in model_state.items():
+        if not torch.is_tensor(value):
+            extras[key] = value
+            continue
+        storage = (str(value.device), value.untyped_storage().data_ptr())
+        view = (*storage, value.storage_offset(), tuple(value.shape), value.stride(), value.dtype)
+        if view in seen and value.numel() > 0:
+            aliases[key] = seen[view]
+            continue
+        seen[view] = key
+        shares = storage in storages and value.numel() > 0
+        storages.add(storage)
+        tensor = value.detach().to("cpu")
+        tensors[key] = tensor.clone() if shares or not tensor.is_contiguous() else tensor
+    index = {"keys": list(model_state), "aliases": aliases, "extras": extras,
+             "metadata": dict(getattr(model_state, "_metadata", None) or {})}
+    return tensors, index
+
+
+def _write_weights(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[str, str]:
+    """Write the tensors under a content-derived name beside `path`; (file name, sha256)."""
+    tmp = path.with_name(f".{path.stem}{TMP_MARKER}{uuid.uuid4().hex[:8]}.safetensors")
+    try:
+        safetensors.torch.save_file(tensors, str(tmp), metadata={"format": "pt"})
+        digest = _sha256(tmp)
+        name = f"{path.stem}.{digest[:16]}.safetensors"
+        durable_replace(tmp, path.with_name(name))  # same name = same bytes: replacing is harmless
+    finally:
+        tmp.unlink(missing_ok=True)
+    return name, digest
+
+
+def _remove_unreferenced_weights(path: Path, keep: str) -> None:
+    """Delete `<stem>.<hash>.safetensors` files beside `path` other than `keep` (older saves, or
+    weights a killed save wrote but never committed)."""
+    pattern = re.compile(re.escape(path.stem) + r"\.[0-9a-f]{16}\.safetensors")
+    for candidate in path.parent.iterdir():
+        if candidate.name != keep and pattern.fullmatch(candidate.name):
+            candidate.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def build_payload(
@@ -131,24 +223,57 @@ def build_payload(
 
 
 def load_checkpoint(path: str | Path, expected: ModelFingerprint | None = None) -> dict[str, Any]:
-    """Load safely; with `expected`, refuse a checkpoint of another model, naming both."""
+    """Load safely (the build_payload layout); with `expected`, refuse a checkpoint of another model,
+    naming both."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, corrupt or not a torch file: all are the user's to fix
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: not a d2v training checkpoint (format {FORMAT_VERSION} expected)")
+    state = _read_state(path)
     if expected is not None:
-        found = ModelFingerprint(**payload["fingerprint"])
+        found = ModelFingerprint(**state["fingerprint"])
         if found != expected:
             raise CheckpointError(
                 f"{path}: checkpoint is for {found.describe()}, but the model is {expected.describe()}; "
                 "use another checkpoint path or start without resume"
             )
-    return payload
+    if state["format_version"] == LEGACY_FORMAT_VERSION:
+        return state
+    index = state.pop("weights")
+    state["model"] = _read_model_state(path, index)
+    return state
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt or not a torch file: all are the user's to fix
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc})") from exc
+    version = state.get("format_version") if isinstance(state, dict) else None
+    if version not in (FORMAT_VERSION, LEGACY_FORMAT_VERSION) or (version == FORMAT_VERSION and "weights" not in state):
+        raise CheckpointError(f"{path}: not a d2v training checkpoint (format {FORMAT_VERSION} expected)")
+    return state
+
+
+def _read_model_state(path: Path, index: dict[str, Any]) -> dict[str, Any]:
+    weights = path.parent / index["file"]
+    if not weights.is_file():
+        raise CheckpointError(f"{path}: its weights file {weights.name} is missing (it must sit beside the checkpoint)")
+    if _sha256(weights) != index["sha256"]:
+        raise CheckpointError(f"{weights}: sha256 does not match the one {path.name} recorded; the weights "
+                              "file is corrupt or from another checkpoint")
+    try:
+        tensors = safetensors.torch.load_file(str(weights), device="cpu")
+    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to replace
+        raise CheckpointError(f"{weights}: cannot read weights ({type(exc).__name__}: {exc})") from exc
+    model: OrderedDict[str, Any] = OrderedDict()
+    for key in index["keys"]:
+        if key in index["extras"]:
+            model[key] = index["extras"][key]
+        else:
+            model[key] = tensors[index["aliases"].get(key, key)]
+    if index["metadata"]:
+        model._metadata = index["metadata"]  # type: ignore[attr-defined] - module versions, as state_dict() keeps them
+    return model
 
 
 def data_position_of(payload: dict[str, Any]) -> DataPosition:

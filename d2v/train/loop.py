@@ -43,7 +43,7 @@ from d2v.train.distributed import (
     to_device,
 )
 from d2v.train.health import RECENT, HealthLog
-from d2v.train.metrics import StepMetricsFile, write_summary
+from d2v.train.metrics import PretrainLog
 from d2v.train.optim import build_optimizer
 from d2v.train.schedules import StepScheduler
 
@@ -58,7 +58,7 @@ class NonFiniteLossError(D2VError):
 @dataclass(frozen=True)
 class RunPaths:
     checkpoint: Path  # e.g. models/pretrain/image.pt; overwritten atomically
-    metrics_dir: Path  # e.g. metrics/pretrain; gets <modality>.tsv and <modality>.json
+    metrics_dir: Path  # e.g. metrics/pretrain; gets <modality>/ (DVCLive: metrics.json, plots/metrics/*.tsv)
 
 
 @dataclass
@@ -126,7 +126,7 @@ def pretrain(
             f"{cfg.batch_size} per process on {env.world_size} process(es)"
         )
     stream = _micro_batches(dataset, sampler, cfg, collate_fn, seed, state, env)
-    metrics = StepMetricsFile(paths.metrics_dir / f"{modality}.tsv")
+    metrics = PretrainLog(paths.metrics_dir / modality)
     if env.is_main:
         metrics.start(state.step)
     progress = Progress(
@@ -148,7 +148,7 @@ def pretrain(
         progress.close()
     summary = _summary(state, cfg, env, modality)
     if env.is_main:
-        write_summary(paths.metrics_dir / f"{modality}.json", summary)
+        metrics.finish(summary)
     return summary
 
 

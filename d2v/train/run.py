@@ -22,7 +22,7 @@ from d2v.core.types import PAD_ID, SPEECH_SAMPLE_RATE
 from d2v.data.datasets import ImageCollate, ImageDataset, SpeechDataset, TextBlockDataset
 from d2v.data.packing import PackedSpeechCrops, stack_crops
 from d2v.errors import D2VError
-from d2v.models import DataShape, build_model, model_spec
+from d2v.models import DataShape, build_model, fingerprint_preset, model_spec
 from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
 from d2v.train.config import SpeechTrainConfig, TrainConfig
 from d2v.train.distributed import init_distributed
@@ -40,6 +40,15 @@ class PretrainData:
 def build_pretraining_model(modality: str, choice: ModelChoice, data_root: Path) -> Data2Vec:
     """The model `d2v model show` describes: the resolved spec for the prepared data's shape."""
     return build_model(model_spec(modality, choice, prepared_shape(modality, data_root)))
+
+
+def load_init_from(model: Data2Vec, path: Path, key: str) -> None:
+    """Student and teacher weights from an imported checkpoint (the EMA counter restarts at 0)."""
+    state = load_checkpoint(path)["model"]
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise D2VError(f"{key}: {path} does not fit the model built from params: {' '.join(str(exc).split())[:400]}") from None
 
 
 def prepared_meta(data_root: Path) -> dict[str, Any]:
@@ -122,7 +131,7 @@ def run_pretraining(
     resume: bool = False,
     init_checkpoint: Path | None = None,
 ) -> dict[str, Any]:
-    """Pretrain one modality; returns the summary that `metrics/pretrain/<modality>.json` holds.
+    """Pretrain one modality; returns the summary that `metrics/pretrain/<modality>/metrics.json` holds.
 
     `init_checkpoint` warm-starts: student and teacher weights come from that checkpoint (it must be
     of the same model), optimizer and schedule start fresh. `resume` continues this run's own
@@ -131,9 +140,13 @@ def run_pretraining(
     torch.manual_seed(seed)  # the model's initial weights
     model = build_pretraining_model(modality, choice, data_root)
     data = pretraining_data(modality, data_root, model, cfg, seed)
-    fingerprint = ModelFingerprint.of(modality, choice.version, choice.preset, model.spec)
+    fingerprint = ModelFingerprint.of(modality, choice.version, fingerprint_preset(choice), model.spec)
     if init_checkpoint is not None:
         model.load_state_dict(load_checkpoint(init_checkpoint, expected=fingerprint)["model"])
+    elif choice.init_from is not None:
+        # model.<modality>.init_from: the imported student and teacher; params overrides may have
+        # changed the recipe (masking, targets) but not the weights' shapes.
+        load_init_from(model, Path(choice.init_from), f"model.{modality}.init_from")
     return pretrain(
         model,
         data.dataset,

@@ -63,7 +63,7 @@ def pretrain_flow(
     init_checkpoint: str | None = None,
     force: bool = False,
 ) -> dict:
-    """Pretrain one modality (if stale); returns its metrics summary (metrics/pretrain/<modality>.json).
+    """Pretrain one modality (if stale); returns its metrics summary (metrics/pretrain/<modality>/metrics.json).
 
     nproc_per_node: processes on this machine; default one per visible GPU (1 on CPU).
     """

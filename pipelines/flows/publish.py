@@ -103,8 +103,16 @@ def fetch_champion_checkpoint(root: str, cfg: ArtifactsConfig, modality: str, de
     if pointer is None:
         run_logger().info("no champion for %s: pretraining from scratch", modality)
         return None
-    rel = Layout.from_params(Path(root) / PARAMS_FILE).checkpoint(modality).as_posix()  # runs keep repo paths
-    [path] = store.download(pointer.run_id, Path(dest) / pointer.run_id, path=rel)
+    layout = Layout.from_params(Path(root) / PARAMS_FILE)
+    rel = layout.checkpoint(modality).as_posix()  # runs keep repo paths
+    # The checkpoint's directory, not just the file: its weights sit beside it (d2v/train/checkpoint.py).
+    folder = layout.checkpoint_dir(modality).as_posix() + "/"
+    manifest = store.manifest(pointer.run_id)
+    manifest.entry(rel)  # a run without the checkpoint fails here, naming it
+    for entry in manifest.files:
+        if entry.path.startswith(folder):
+            store.download(pointer.run_id, Path(dest) / pointer.run_id, path=entry.path)
+    path = Path(dest) / pointer.run_id / rel
     run_logger().info("warm start for %s from %s (%s)", modality, pointer.run_id, rel)
     return str(path)
 

@@ -10,7 +10,7 @@ import pytest
 from d2v.artifacts.config import ArtifactsConfig, RetryConfig
 from d2v.artifacts.store import ArtifactStore
 
-FAST_RETRY = RetryConfig(attempts=3, base_delay_s=0.01, max_delay_s=0.05, sdk_attempts=1)
+FAST_RETRY = RetryConfig(attempts=3)
 
 
 @pytest.fixture(params=["file", "s3"])

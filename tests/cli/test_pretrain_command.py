@@ -96,7 +96,7 @@ def test_two_processes_train_one_model_through_real_torchrun(tmp_path: Path) -> 
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "torch.distributed.run --nproc_per_node=2 --standalone" in done.stdout
-    summary = json.loads((tmp_path / "metrics" / "pretrain" / "image.json").read_text())
+    summary = json.loads((tmp_path / "metrics" / "pretrain" / "image" / "metrics.json").read_text())
     assert summary["world_size"] == 2 and summary["steps"] == 2
     # The real model reports its health: relative loss, ranks within [1, D = 128], the realised mask.
     assert summary["first_rel_loss"] > 0 and summary["final_rel_loss"] > 0

@@ -99,3 +99,27 @@ def test_glue_scorer_uses_the_task_metric() -> None:
 def test_bad_input_is_a_clear_error(call, message: str) -> None:
     with pytest.raises(D2VError, match=message):
         call()
+
+
+def test_a_one_example_test_set_gives_its_delta() -> None:
+    # scipy's bootstrap needs two observations; a single example can only redraw itself.
+    assert paired_bootstrap_interval([_pair([1], [0], [1])]) == (1.0, 1.0)
+
+
+def test_corpus_wer_delta_is_resampled_per_utterance() -> None:
+    references = ["a b c d", "e f", "g h i", "j"] * 10
+    ours = error_rate_scorer("word", ["a b c d", "e", "g h i", "j"] * 10, references)  # 1 of 10 words wrong
+    theirs = error_rate_scorer("word", ["a b", "e", "g h i", "x"] * 10, references)  # 4 of 10 wrong
+    low, high = paired_bootstrap_interval([PairedTestSet(40, ours, theirs)])
+    # WER delta is -0.3 on the full set; every draw is a weighted mix of the four utterance kinds,
+    # so the delta stays strictly between -1 and 0 while the interval brackets -0.3.
+    assert -1.0 < low < -0.3 < high < 0.0
+
+
+def test_another_seed_draws_another_interval() -> None:
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 200).tolist()
+    ours, theirs = rng.integers(0, 2, 200), rng.integers(0, 2, 200)
+    # MCC takes far more distinct values than an accuracy on 200 examples, so percentiles differ
+    pair = PairedTestSet(200, glue_scorer("mcc", ours, labels), glue_scorer("mcc", theirs, labels))
+    assert paired_bootstrap_interval([pair], seed=0) != paired_bootstrap_interval([pair], seed=1)

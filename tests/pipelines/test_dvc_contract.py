@@ -81,13 +81,13 @@ def _expected(layout: Layout, m: str) -> dict[str, dict[str, set[Path]]]:
         f"download@{m}": {"outs": {layout.raw(m)}, "metrics": set(), "plots": set()},
         f"prepare@{m}": {"deps": {layout.raw(m)}, "outs": {layout.prepare_output(m)}, "metrics": set(),
                          "plots": set()},
-        f"validate@{m}": {"deps": {layout.prepared(m)}, "outs": set(), "metrics": {layout.validation_report(m)},
-                          "plots": set()},
+        f"validate@{m}": {"deps": {layout.prepared(m)}, "outs": {layout.data_docs(m)},
+                          "metrics": {layout.validation_report(m)}, "plots": set()},
         f"pretrain@{m}": {"deps": {layout.prepared(m), layout.validation_report(m)},
                           "outs": {layout.checkpoint_dir(m)}, "metrics": {layout.pretrain_summary(m)},
                           "plots": {layout.pretrain_steps(m)}},
-        f"evaluate@{m}": {"deps": {layout.checkpoint_dir(m), layout.prepared(m)}, "outs": set(),
-                          "metrics": {layout.eval_metrics(m)}, "plots": {layout.eval_plot(m)}},
+        f"evaluate@{m}": {"deps": {layout.checkpoint_dir(m), layout.prepared(m)}, "outs": {layout.eval_metrics(m)},
+                          "metrics": {layout.eval_summary(m)}, "plots": {layout.eval_plot(m)}},
     }
 
 
@@ -150,13 +150,14 @@ def test_params_of_a_modality_stage_name_no_other_modality(stages: dict[str, Sta
 
 def test_top_level_plots_name_layout_files(layout: Layout) -> None:
     plots = yaml.safe_load((REPO / "dvc.yaml").read_text()).get("plots", [])
-    known = {p for m in MODALITIES for p in (layout.pretrain_steps(m), layout.eval_plot(m))}
     files: set[Path] = set()
     for entry in plots:
         [(title, spec)] = entry.items()
         y = (spec or {}).get("y")
         files |= {Path(f) for f in y} if isinstance(y, dict) else {Path(title)}
-    assert files and files <= known, sorted(map(str, files - known))
+    step_logs = {layout.pretrain_steps(m) for m in MODALITIES}
+    unknown = {f for f in files if f.parent not in step_logs and f not in {layout.eval_plot(m) for m in MODALITIES}}
+    assert files and not unknown, sorted(map(str, unknown))
 
 
 def test_top_level_plots_of_the_step_logs_name_logged_columns(layout: Layout) -> None:
@@ -168,7 +169,9 @@ def test_top_level_plots_of_the_step_logs_name_logged_columns(layout: Layout) ->
         [(_, spec)] = entry.items()
         y = (spec or {}).get("y")
         for path, columns in (y.items() if isinstance(y, dict) else ()):
-            if Path(path) in step_logs:
-                plotted |= {columns} if isinstance(columns, str) else set(columns)
-                assert spec.get("x", "step") in STEP_COLUMNS, entry
+            if Path(path).parent in step_logs:
+                # DVCLive: one file per metric, named after it, holding step<TAB><metric>.
+                assert columns == Path(path).stem, f"{path} holds {Path(path).stem}, not {columns}"
+                plotted.add(columns)
+                assert spec.get("x", "step") == "step", entry
     assert {"loss", "rel_loss"} <= plotted and plotted <= set(STEP_COLUMNS), sorted(plotted - set(STEP_COLUMNS))

@@ -21,7 +21,7 @@ from pipelines.dvc_stages import expand_stages, prepared_data_versions, repro_co
 from pipelines.flows.commands import StageFailed, run_streaming
 from pipelines.flows.decision import Score, decide, primary_eval_score
 from pipelines.flows.pretrain import stage_env
-from pipelines.flows.publish import files_to_publish, store_config
+from pipelines.flows.publish import fetch_champion_checkpoint, files_to_publish, store_config
 from pipelines.flows.retrain import judge_and_publish
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,3 +194,25 @@ def test_prefect_yaml_deployments_match_the_flows() -> None:
         module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
         flow = getattr(module, name)
         assert set(deployment.get("parameters", {})) <= set(flow.parameters.properties), deployment["name"]
+
+
+def test_warm_start_fetches_the_checkpoint_with_its_weights(workspace: Path, tmp_path: Path) -> None:
+    import torch
+
+    from d2v.train._selftest import StandInModel
+    from d2v.train.checkpoint import DataPosition, ModelFingerprint, build_payload, load_checkpoint, save_checkpoint
+
+    fingerprint = ModelFingerprint("image", 2, "tiny", "abc")
+    model = StandInModel()
+    save_checkpoint(workspace / "models/image/checkpoint.pt", build_payload(
+        fingerprint=fingerprint, model_state=model.state_dict(), optimizer_state={}, scheduler_state={},
+        rng_per_rank=[], step=3, position=DataPosition(0, 3), progress={}))
+    cfg = ArtifactsConfig(uri=f"file://{workspace.parent / 'store'}")
+    store = ArtifactStore.from_config(cfg)
+    store.publish(files_to_publish(workspace, "image", ["models/{modality}"]), run_id="champ", modality="image")
+    store.promote("champ", "image", Metric("linear_probe/top1", 0.8))
+
+    path = fetch_champion_checkpoint.fn(str(workspace), cfg, "image", str(tmp_path / "warm"))
+    payload = load_checkpoint(path, expected=fingerprint)  # the weights file came along
+    assert payload["step"] == 3
+    assert all(torch.equal(payload["model"][k], v) for k, v in model.state_dict().items())

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -65,15 +66,14 @@ def _ml_metrics(work: Path) -> dict[str, Any]:
         return value
 
     found = {}
-    for kind in ("pretrain", "eval"):
-        for modality in MODALITIES:
-            path = work / "metrics" / kind / f"{modality}.json"
-            found[f"{kind}/{modality}"] = strip(json.loads(path.read_text()))
     for modality in MODALITIES:
-        rows = (work / "metrics" / "pretrain" / f"{modality}.tsv").read_text().splitlines()
-        header = rows[0].split("\t")
-        keep = [i for i, name in enumerate(header) if name not in TIMING_KEYS]
-        found[f"steps/{modality}"] = [[row.split("\t")[i] for i in keep] for row in rows]
+        for name, path in (("pretrain", work / "metrics" / "pretrain" / modality / "metrics.json"),
+                           ("eval", work / "metrics" / "eval" / f"{modality}.json"),
+                           ("eval-live", work / "metrics" / "eval" / modality / "metrics.json")):
+            found[f"{name}/{modality}"] = strip(json.loads(path.read_text()))
+        for plot in sorted((work / "metrics" / "pretrain" / modality / "plots" / "metrics").glob("*.tsv")):
+            if plot.stem not in TIMING_KEYS:
+                found[f"steps/{modality}/{plot.stem}"] = plot.read_text()
     return found
 
 
@@ -109,7 +109,7 @@ def test_every_stage_ran_and_wrote_its_outputs(pipeline: tuple[Path, dict[str, s
         validation = json.loads((work / "reports" / "validation" / f"{modality}.json").read_text())
         assert validation["success"] and validation["n_expectations"] > 5
         assert (work / "models" / modality / "checkpoint.pt").is_file()
-        summary = json.loads((work / "metrics" / "pretrain" / f"{modality}.json").read_text())
+        summary = json.loads((work / "metrics" / "pretrain" / modality / "metrics.json").read_text())
         assert summary["steps"] == TINY_PRETRAIN[modality]["max_steps"]
         records = json.loads((work / "metrics" / "eval" / f"{modality}.json").read_text())
         main = next(iter(records.values()))
@@ -127,7 +127,7 @@ def test_second_repro_is_a_no_op(pipeline: tuple[Path, dict[str, str], str]) -> 
     work, env, _ = pipeline
     assert "Running stage" not in _run(["dvc", "repro"], work, env)
     shown = _run(["dvc", "metrics", "show", "--json"], work, env)
-    assert "metrics/eval/image.json" in shown and "metrics/pretrain/text.json" in shown
+    assert "metrics/eval/image/metrics.json" in shown and "metrics/pretrain/text/metrics.json" in shown
 
 
 @pytest.mark.slow
@@ -138,3 +138,43 @@ def test_retraining_from_scratch_reproduces_every_metric(pipeline: tuple[Path, d
         shutil.rmtree(work / "models" / modality)
     _run(["dvc", "repro", "--force", "--downstream", "pretrain@image", "pretrain@speech", "pretrain@text"], work, env)
     assert _ml_metrics(work) == first
+
+
+def _experiment(shown: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    """The `dvc exp show --json` entry of experiment `name` (DVC 3: commits -> experiments -> revs)."""
+    for commit in shown:
+        for experiment in commit.get("experiments") or []:
+            for rev in experiment.get("revs") or []:
+                if rev.get("name") == name:
+                    return rev
+    raise AssertionError(f"experiment {name!r} not in dvc exp show: {json.dumps(shown)[:2000]}")
+
+
+@pytest.mark.slow
+def test_a_queued_experiment_runs_and_dvc_shows_its_metrics_and_plots(pipeline: tuple[Path, dict[str, str], str]) -> None:
+    # Last in this module: it commits the baseline (queued experiments start from a commit).
+    work, env, _ = pipeline
+    _run(["git", "add", "-A"], work, env)
+    _run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "baseline"], work, env)
+    steps = TINY_PRETRAIN["image"]["max_steps"] + 2
+    _run(["dvc", "exp", "run", "--queue", "-n", "longer", "-S", f"pretrain.image.max_steps={steps}"], work, env)
+    _run(["dvc", "queue", "start", "-j", "1"], work, env)
+    deadline = time.monotonic() + 600
+    while True:
+        status = _run(["dvc", "queue", "status"], work, env)
+        if "Success" in status or "Failed" in status:
+            break
+        assert time.monotonic() < deadline, f"the queued experiment did not finish:\n{status}"
+        time.sleep(2)
+    assert "Success" in status, _run(["dvc", "queue", "logs", "longer"], work, env)
+    _run(["dvc", "queue", "stop", "--kill"], work, env)
+
+    metrics = _experiment(json.loads(_run(["dvc", "exp", "show", "--json"], work, env)), "longer")["data"]["metrics"]
+    assert metrics["metrics/pretrain/image/metrics.json"]["data"]["steps"] == steps
+    probe = metrics["metrics/eval/image/metrics.json"]["data"]["linear_probe"]
+    assert {"pretrained", "random_init", "delta"} <= set(probe)
+    assert metrics["metrics/pretrain/text/metrics.json"]["data"]["steps"] == TINY_PRETRAIN["text"]["max_steps"]
+    diff = json.loads(_run(["dvc", "plots", "diff", "HEAD", "longer", "--json"], work, env))
+    loss = diff["data"]["metrics/pretrain/image/plots/metrics/loss.tsv"]
+    revisions = {row["rev"] for entry in loss for row in entry["content"]["data"]["values"]}
+    assert {"HEAD", "longer"} <= revisions

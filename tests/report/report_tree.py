@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from d2v.eval.baseline import BaselineRecord, write_confusion_csv, write_eval_metrics
-from d2v.train.metrics import StepMetricsFile, write_summary
+from d2v.train.metrics import PretrainLog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -103,9 +103,8 @@ SPEECH_HEALTH = Health(1.0004, 1.0213, 12.35, 1.94, 0.4931)  # learned nothing: 
 
 def write_pretrain(root: Path, modality: str, steps: int, samples_per_s: float, train_time_s: float,
                    health: Health | None = None) -> None:
-    """The per-step TSV and the summary JSON exactly as d2v.train.loop writes them."""
-    directory = root / "metrics" / "pretrain"
-    log = StepMetricsFile(directory / f"{modality}.tsv")
+    """The DVCLive directory exactly as d2v.train.loop writes it (the real writer)."""
+    log = PretrainLog(root / "metrics" / "pretrain" / modality)
     log.start(0)
     for step in range(1, steps + 1):
         log.append({
@@ -114,7 +113,7 @@ def write_pretrain(root: Path, modality: str, steps: int, samples_per_s: float, 
             "masked_fraction": 0.8, "grad_norm": 3.0, "samples_per_s": samples_per_s,
             **(health.at(step, steps) if health else {}),
         })
-    write_summary(directory / f"{modality}.json", {
+    log.finish({
         "modality": modality, "steps": steps, "first_loss": 2.0123, "final_loss": 0.4567, "final_loss_avg": 0.4711,
         "nonfinite_skipped": 0, "train_time_s": train_time_s, "samples_per_s": samples_per_s,
         "effective_batch_size": 64, "world_size": 1, "device": "cpu", **(health.summary() if health else {}),

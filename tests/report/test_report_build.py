@@ -113,7 +113,7 @@ def test_a_missing_modality_says_not_run_until_its_files_exist(
 ) -> None:
     _, _, md, html = built
     assert md_row(md, "speech").count("not run") == 3  # validation, pretraining, main task
-    assert "speech: not run (no metrics/pretrain/speech.json)." in md
+    assert "speech: not run (no metrics/pretrain/speech/metrics.json)." in md
     assert "speech: not run (no metrics/eval/speech.json)." in md
     assert "| pretrain@speech | not run |" in md and "| evaluate@speech | not run |" in md
     assert "speech: not run (no metrics/eval/speech.json)." in html

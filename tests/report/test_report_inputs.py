@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from d2v.errors import D2VError
-from d2v.report.inputs import collect_all, read_confusion, read_eval, read_step_jsonl, read_step_tsv, read_validation
+from d2v.report.inputs import collect_all, read_confusion, read_eval, read_live_plots, read_step_tsv, read_validation
 
 from report_tree import IMAGE_RECORDS, TEXT_AVERAGE, Tree
 
@@ -35,13 +36,16 @@ def test_confusion_counts_and_numeric_label_order(tmp_path: Path) -> None:
     assert confusion.counts == ((1, 1), (1, 2))
 
 
-def test_step_log_jsonl_matches_tsv(tmp_path: Path) -> None:
-    tsv, jsonl = tmp_path / "m.tsv", tmp_path / "m.jsonl"
-    tsv.write_text("step\tloss\ttau\n1\t2.5\tnan\n2\t2.0\t0.99\n", encoding="utf-8")
-    jsonl.write_text('{"step": 1, "loss": 2.5, "tau": null}\n{"step": 2, "loss": 2.0, "tau": 0.99}\n', encoding="utf-8")
-    from_tsv, from_jsonl = read_step_tsv(tsv), read_step_jsonl(jsonl)
-    assert from_tsv["loss"] == from_jsonl["loss"] == (2.5, 2.0)
-    assert from_tsv["tau"][1] == from_jsonl["tau"][1] == 0.99
+def test_live_plot_files_are_joined_on_step(tmp_path: Path) -> None:
+    # DVCLive writes one file per metric; a metric measured every other step leaves NaN between.
+    (tmp_path / "loss.tsv").write_text("step\tloss\n1\t2.5\n2\t2.0\n3\t1.5\n", encoding="utf-8")
+    (tmp_path / "rel_loss.tsv").write_text("step\trel_loss\n1\t0.9\n3\t0.7\n", encoding="utf-8")
+    table = read_live_plots(tmp_path)
+    assert table["step"] == (1.0, 2.0, 3.0) and table["loss"] == (2.5, 2.0, 1.5)
+    assert table["rel_loss"][0] == 0.9 and math.isnan(table["rel_loss"][1]) and table["rel_loss"][2] == 0.7
+    (tmp_path / "tau.tsv").write_text("tau\n0.99\n", encoding="utf-8")
+    with pytest.raises(D2VError, match=r"tau\.tsv: no 'step' column"):
+        read_live_plots(tmp_path)
 
 
 def test_bad_inputs_name_the_file_and_what_is_wrong(tmp_path: Path) -> None:

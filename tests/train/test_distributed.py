@@ -28,7 +28,7 @@ def test_torchrun_two_ranks_end_with_identical_weights(tmp_path) -> None:
     assert checkpoint["step"] == 6 and len(checkpoint["rng"]) == 2  # one RNG state per rank
     # Only rank 0 logs: one progress header, one metrics file with one row per update.
     assert proc.stderr.count("device=cpu world=2") == 1
-    assert len((tmp_path / "metrics" / "image.tsv").read_text().splitlines()) == 1 + 6
+    assert len((tmp_path / "metrics" / "image" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()) == 1 + 6
 
 
 def test_sampler_splits_ranks_and_skips_consumed_batches() -> None:

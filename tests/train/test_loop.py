@@ -12,6 +12,7 @@ from d2v.train.distributed import DistEnv
 from d2v.train.health import RECENT
 from d2v.train.loop import NonFiniteLossError, RunPaths, pretrain
 from d2v.train.metrics import STEP_COLUMNS
+from step_log import step_rows
 
 HEALTH_KEYS = ("first_rel_loss", "final_rel_loss", "final_target_rank", "final_pred_rank", "mean_masked_fraction")
 CPU = DistEnv(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
@@ -48,7 +49,8 @@ def _run(tmp_path, model, resume: bool = False, fingerprint: ModelFingerprint = 
 
 
 def _tsv(paths: RunPaths) -> list[list[str]]:
-    return [line.split("\t") for line in (paths.metrics_dir / "image.tsv").read_text().splitlines()]
+    """The DVCLive plot files joined on step, as rows of text in STEP_COLUMNS order (header first)."""
+    return step_rows(paths.metrics_dir / "image")
 
 
 def test_run_writes_metrics_summary_and_final_checkpoint(tmp_path) -> None:
@@ -58,7 +60,7 @@ def test_run_writes_metrics_summary_and_final_checkpoint(tmp_path) -> None:
     rows = _tsv(paths)
     assert tuple(rows[0]) == STEP_COLUMNS and [r[0] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]
     assert all(v != "nan" for r in rows[1:] for v in r)  # the stand-in reports every logged key
-    on_disk = json.loads((paths.metrics_dir / "image.json").read_text())
+    on_disk = json.loads((paths.metrics_dir / "image" / "metrics.json").read_text())
     assert on_disk["steps"] == 6 and on_disk["nonfinite_skipped"] == 0
     assert on_disk["effective_batch_size"] == 8
     assert on_disk["first_loss"] == pytest.approx(float(rows[1][1]), rel=1e-5)
@@ -83,7 +85,7 @@ def test_summary_health_figures_are_those_of_the_step_log(tmp_path) -> None:
         "final_pred_rank": sum(column["pred_rank"][last]) / RECENT,
         "mean_masked_fraction": sum(column["masked_fraction"]) / len(column["masked_fraction"]),
     }
-    on_disk = json.loads((paths.metrics_dir / "image.json").read_text())
+    on_disk = json.loads((paths.metrics_dir / "image" / "metrics.json").read_text())
     for key, value in expected.items():  # the TSV holds 6 significant digits
         assert on_disk[key] == pytest.approx(value, rel=1e-5) and summary[key] == on_disk[key], key
     assert 0.3 < on_disk["mean_masked_fraction"] < 0.7  # the stand-in masks each value with p = 0.5
@@ -146,7 +148,7 @@ def _seeded_model(cls=StandInModel, *args):
 
 
 def _summary_without_timings(metrics_dir) -> dict:
-    summary = json.loads((metrics_dir / "image.json").read_text())
+    summary = json.loads((metrics_dir / "image" / "metrics.json").read_text())
     return {k: v for k, v in summary.items() if k not in ("train_time_s", "samples_per_s")}
 
 

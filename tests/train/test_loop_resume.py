@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from step_log import step_rows
 import torch
 
 SELFTEST = [sys.executable, "-m", "d2v.train._selftest"]
@@ -31,13 +32,12 @@ def _finish(proc: subprocess.Popen) -> None:
 
 def _summary(out: Path) -> dict:
     """The summary without its timings, which differ between any two runs."""
-    summary = json.loads((out / "metrics" / "image.json").read_text())
+    summary = json.loads((out / "metrics" / "image" / "metrics.json").read_text())
     return {k: v for k, v in summary.items() if k not in ("train_time_s", "samples_per_s")}
 
 
 def _loss_columns(out: Path) -> list[list[str]]:
-    lines = (out / "metrics" / "image.tsv").read_text().splitlines()
-    return [line.split("\t")[:8] for line in lines]  # every column except samples_per_s
+    return [row[:8] for row in step_rows(out / "metrics" / "image")]  # every column except samples_per_s
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models-dir", default=str(MODELS_DIR),
                         help="checkpoint goes to <dir>/<modality>/checkpoint.pt")
     parser.add_argument("--metrics-dir", default=str(PRETRAIN_METRICS_DIR),
-                        help="<modality>.json summary + .tsv per step")
+                        help="gets <modality>/: DVCLive summary metrics.json + plots/metrics/*.tsv per step")
     launch = parser.add_argument_group("processes (defaults: the environment variables named)")
     launch.add_argument("--nproc-per-node", type=int, help=f"processes on this machine (${NPROC_ENV}, else 1)")
     launch.add_argument("--nnodes", help=f'machines, "N" or "MIN:MAX" (${NNODES_ENV}, else 1)')
