@@ -107,9 +107,11 @@ def test_benchmark_deployment_publishes_a_verified_run_to_s3(stack: Stack, moto_
     assert list(manifests) == ["bench-e2e-image"]
     manifest = manifests["bench-e2e-image"]
     paths = {e["path"] for e in manifest["files"]}
-    assert {"models/image/checkpoint.pt", "metrics/pretrain/image.json", "reports/validation/image.json"} <= paths
+    assert {"models/image/checkpoint.pt", "metrics/pretrain/image/metrics.json", "reports/validation/image.json",
+            "reports/validation/data_docs/image/index.html"} <= paths
+    assert any(p.startswith("models/image/checkpoint.") and p.endswith(".safetensors") for p in paths)
     if "evaluate" in stack.stages:
-        assert "metrics/eval/image.json" in paths
+        assert {"metrics/eval/image.json", "metrics/eval/image/metrics.json"} <= paths
     assert manifest["modality"] == "image" and manifest["extra"]["flow"] == "benchmark"
     assert manifest["extra"]["data_version"].endswith(".dir")
     assert manifest["provenance"]["git_commit"] and manifest["provenance"]["dvc_lock_sha256"]
@@ -121,7 +123,7 @@ def test_benchmark_deployment_publishes_a_verified_run_to_s3(stack: Stack, moto_
 
 def _outputs_state(repo: Path) -> dict[str, tuple[int, str]]:
     """(mtime in ns, sha256) of the image model's outputs and of dvc.lock."""
-    paths = [repo / "models" / "image" / "checkpoint.pt", repo / "metrics" / "pretrain" / "image.json",
+    paths = [repo / "models" / "image" / "checkpoint.pt", repo / "metrics" / "pretrain" / "image" / "metrics.json",
              repo / "metrics" / "eval" / "image.json", repo / "dvc.lock"]
     return {p.relative_to(repo).as_posix(): (p.stat().st_mtime_ns, hashlib.sha256(p.read_bytes()).hexdigest())
             for p in paths if p.is_file()}
