@@ -2,7 +2,9 @@
 
 For every modality and version (tiny preset, the demo's batch shapes): time full optimizer steps
 (forward, backward, AdamW, EMA update), count their FLOPs with torch's FlopCounterMode, and compare
-with a square fp32 matmul measured in the same run. Prints a table and writes
+with a square fp32 matmul measured in the same run. data2vec 2.0 runs twice: with its released M
+masked clones per teacher pass, and at M = 1, where it does the same number of student passes as
+1.0 and the two versions compare at equal work. Prints a table and writes
 benchmarks/results/train_step.json.
 
     python benchmarks/bench_train_step.py [--steps 8] [--warmup 2]
@@ -42,9 +44,12 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def bench(modality: str, version: int, steps: int, warmup: int) -> dict[str, float | int | str]:
+def bench(modality: str, version: int, steps: int, warmup: int, clones: int | None = None) -> dict[str, float | int | str]:
+    """One row; `clones` overrides data2vec 2.0's M (None: the preset's)."""
     torch.manual_seed(0)
-    model = build_model(model_spec(modality, ModelChoice(version=version, preset="tiny")))
+    overrides = {} if clones is None else {"clone_batch": clones}
+    spec = model_spec(modality, ModelChoice(version=version, preset="tiny", overrides=overrides))
+    model = build_model(spec)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     generator = torch.Generator().manual_seed(0)
     batch = SHAPES[modality]()
@@ -69,6 +74,7 @@ def bench(modality: str, version: int, steps: int, warmup: int) -> dict[str, flo
     return {
         "modality": modality,
         "version": version,
+        "clones": spec.clone_batch,
         "batch": samples,
         "params_m": round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 3),
         "s_per_step": round(seconds, 4),
@@ -84,10 +90,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
     peak = matmul_peak_gflops()
-    rows = [bench(m, v, args.steps, args.warmup) for m in SHAPES for v in (1, 2)]
+    variants = ((1, None), (2, None), (2, 1))  # (version, M): 1.0; 2.0 as released; 2.0 at M = 1
+    rows = [bench(m, v, args.steps, args.warmup, clones) for m in SHAPES for v, clones in variants]
     for row in rows:
         row["pct_of_matmul_peak"] = round(100 * float(row["gflops"]) / peak, 1)
-    header = ["modality", "version", "batch", "params_m", "s_per_step", "samples_per_s", "gflop_per_step", "gflops", "pct_of_matmul_peak"]
+    header = ["modality", "version", "clones", "batch", "params_m", "s_per_step", "samples_per_s", "gflop_per_step", "gflops", "pct_of_matmul_peak"]
     print(f"fp32 matmul peak measured now: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
     print(" | ".join(header))
     for row in rows:
