@@ -8,17 +8,22 @@ only once its upload (single or multipart) has completed.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from d2v.artifacts.config import ArtifactsConfig
-from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, RunExistsError
+from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, ConditionFailedError, RunExistsError
 from d2v.artifacts.interface import Backend, BytesCallback, ObjectInfo
 from d2v.atomic import atomic_open, atomic_write_bytes, is_temporary
 
 _COPY_CHUNK = 1 << 20
+# Compare-and-swap on a directory: every conditional write of one store holds this file's lock, so
+# the read-compare-rename cannot interleave with another writer's (processes and threads alike).
+_CAS_LOCK = ".d2v-cas.lock"
 
 
 class LocalBackend:
@@ -54,6 +59,24 @@ class LocalBackend:
         if not source.is_file():
             raise ArtifactNotFoundError(f"{self.uri}: no object {key!r}")
         return source.read_bytes()
+
+    def get_bytes_tagged(self, key: str) -> tuple[bytes, str] | None:
+        source = self._path(key)
+        if not source.is_file():
+            return None
+        data = source.read_bytes()
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_bytes_if(self, key: str, data: bytes, *, expected_tag: str | None) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / _CAS_LOCK, "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            current = self.get_bytes_tagged(key)
+            found = None if current is None else current[1]
+            if found != expected_tag:
+                raise ConditionFailedError(f"{self.uri}: object {key!r} changed since it was read "
+                                           f"(tag {found or 'absent'}, expected {expected_tag or 'absent'})")
+            atomic_write_bytes(self._path(key), data)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()

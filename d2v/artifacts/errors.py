@@ -21,6 +21,14 @@ class ChecksumMismatchError(ArtifactError):
     """A downloaded file's sha256 differs from the manifest."""
 
 
+class ConditionFailedError(ArtifactError):
+    """A conditional write lost: the object changed (or appeared) since the writer read it."""
+
+
+class PointerConflictError(ArtifactError):
+    """A pointer moved under a promotion: another writer won; the message names both runs."""
+
+
 class TransientStoreError(ArtifactError):
     """The store stayed unreachable (or kept failing transiently) after every retry."""
 
@@ -29,6 +37,8 @@ __all__ = [
     "ArtifactError",
     "ArtifactNotFoundError",
     "ChecksumMismatchError",
+    "ConditionFailedError",
+    "PointerConflictError",
     "RunExistsError",
     "TransientStoreError",
 ]

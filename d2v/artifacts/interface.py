@@ -36,6 +36,15 @@ class Backend(Protocol):
 
     def get_bytes(self, key: str) -> bytes: ...
 
+    def get_bytes_tagged(self, key: str) -> tuple[bytes, str] | None:
+        """The object and a tag that changes whenever it is rewritten (S3: its ETag); None if absent."""
+        ...
+
+    def put_bytes_if(self, key: str, data: bytes, *, expected_tag: str | None) -> None:
+        """Compare-and-swap: write only if `key` still has `expected_tag` (None: only if absent);
+        otherwise raise ConditionFailedError and change nothing."""
+        ...
+
     def exists(self, key: str) -> bool: ...
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:

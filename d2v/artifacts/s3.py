@@ -22,7 +22,7 @@ from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 
 from d2v.artifacts.config import ArtifactsConfig
-from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, RunExistsError
+from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, ConditionFailedError, RunExistsError
 from d2v.artifacts.interface import BytesCallback, ObjectInfo
 from d2v.artifacts.retry import botocore_retries, gave_up
 
@@ -153,6 +153,30 @@ class S3Backend:
         full = self._key(key)
         self._call(f"put {key}", lambda: self.client.put_object(
             Bucket=self.bucket, Key=full, Body=data, **extra))
+
+    def get_bytes_tagged(self, key: str) -> tuple[bytes, str] | None:
+        full = self._key(key)
+        try:
+            response = self._call(f"get {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=full))
+        except ArtifactNotFoundError:
+            return None
+        return response["Body"].read(), str(response["ETag"])
+
+    def put_bytes_if(self, key: str, data: bytes, *, expected_tag: str | None) -> None:
+        # S3 conditional writes: If-Match on the ETag read (or If-None-Match: * for a new object).
+        # A lost race is 412 PreconditionFailed, or 409 ConditionalRequestConflict while another
+        # conditional write to the key is in flight; neither is retried.
+        condition = {"IfNoneMatch": "*"} if expected_tag is None else {"IfMatch": expected_tag}
+        full = self._key(key)
+        try:
+            self._call(f"put {key}", lambda: self.client.put_object(
+                Bucket=self.bucket, Key=full, Body=data, **condition))
+        except RunExistsError:  # how _translate names a 412
+            raise ConditionFailedError(f"{self.uri}: object {key!r} changed since it was read") from None
+        except ArtifactError as exc:
+            if "ConditionalRequestConflict" in str(exc) or "(409)" in str(exc):
+                raise ConditionFailedError(f"{self.uri}: object {key!r}: a concurrent conditional write") from None
+            raise
 
     def get_bytes(self, key: str) -> bytes:
         full = self._key(key)

@@ -30,6 +30,8 @@ from d2v.artifacts.errors import (
     ArtifactError,
     ArtifactNotFoundError,
     ChecksumMismatchError,
+    ConditionFailedError,
+    PointerConflictError,
     RunExistsError,
 )
 from d2v.artifacts.interface import Backend, NoProgress, TransferProgress
@@ -48,6 +50,10 @@ from d2v.atomic import atomic_path
 from d2v.config import from_mapping, to_mapping
 from d2v.errors import ConfigError
 
+# `promote(replacing=...)` left out: no assumption about the current champion, only the write is
+# compare-and-swap. A sentinel, since None means "there was no champion".
+ANY_CHAMPION: Any = object()
+LATEST_ATTEMPTS = 5  # concurrent publishers of one modality: each re-reads `latest` and tries again
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 PointerKind = Literal["latest", "champion"]
 POINTER_KINDS: tuple[PointerKind, ...] = ("latest", "champion")
@@ -216,12 +222,18 @@ class ArtifactStore:
 
     # -------------------------------------------------------------------------------- pointers
 
-    def promote(self, run_id: str, modality: str, metric: Metric) -> Pointer:
-        """Make a complete run the champion for `modality`, recording the justifying metric."""
+    def promote(self, run_id: str, modality: str, metric: Metric, *, replacing: str | None | Any = ANY_CHAMPION) -> Pointer:
+        """Make a complete run the champion for `modality`, recording the justifying metric.
+
+        `replacing`: the champion run the decision was made against (None: there was none). If the
+        champion is another run by now, or moves between this read and the write (compare-and-swap
+        on the pointer), PointerConflictError names both and nothing changes: of two racing
+        promotions exactly one wins. The default checks only the write itself.
+        """
         check_modality(modality)
         self.manifest(run_id)  # only complete runs can be promoted
         pointer = Pointer("champion", modality, run_id, utc_now(), metric)
-        self._write_pointer(pointer)
+        self._move_pointer(pointer, replacing)
         return pointer
 
     def pointer(self, modality: str, kind: PointerKind) -> Pointer | None:
@@ -231,18 +243,47 @@ class ArtifactStore:
             data = self.backend.get_bytes(key)
         except ArtifactNotFoundError:
             return None
-        try:
-            return from_mapping(Pointer, json.loads(data.decode("utf-8")), "")
-        except (UnicodeDecodeError, json.JSONDecodeError, ConfigError) as exc:
-            raise ArtifactError(f"{self.backend.uri}/{key}: invalid pointer: {exc}") from None
+        return self._parse_pointer(data, key)
 
     def pointers(self) -> list[Pointer]:
         found = (self.pointer(m, k) for m in MODALITIES for k in POINTER_KINDS)
         return [p for p in found if p is not None]
 
     def _write_pointer(self, pointer: Pointer) -> None:
+        """`latest` is the last run published: on a lost race, re-read and move it again."""
+        for attempt in range(LATEST_ATTEMPTS):
+            try:
+                self._move_pointer(pointer, ANY_CHAMPION)
+                return
+            except PointerConflictError:
+                if attempt == LATEST_ATTEMPTS - 1:
+                    raise
+
+    def _move_pointer(self, pointer: Pointer, replacing: str | None | Any) -> None:
+        key = pointer_key(pointer.modality, pointer.kind)
+        name = f"{pointer.kind}:{pointer.modality}"
+        current = self.backend.get_bytes_tagged(key)
+        current_run = None if current is None else self._parse_pointer(current[0], key).run_id
+        if replacing is not ANY_CHAMPION and current_run != replacing:
+            raise PointerConflictError(
+                f"{name} is {current_run or 'unset'}, not {replacing or 'unset'} as the promotion of "
+                f"{pointer.run_id} assumed: another writer moved it; compare against {current_run} again"
+            )
         data = (json.dumps(to_mapping(pointer), indent=2, sort_keys=True) + "\n").encode("utf-8")
-        self.backend.put_bytes(pointer_key(pointer.modality, pointer.kind), data)
+        try:
+            self.backend.put_bytes_if(key, data, expected_tag=None if current is None else current[1])
+        except ConditionFailedError:
+            now = self.pointer(pointer.modality, pointer.kind)
+            raise PointerConflictError(
+                f"{name} moved to {now.run_id if now else 'unset'} while {pointer.run_id} was being "
+                f"written (it was {current_run or 'unset'}): another writer won; nothing was changed"
+            ) from None
+
+    def _parse_pointer(self, data: bytes, key: str) -> Pointer:
+        try:
+            return from_mapping(Pointer, json.loads(data.decode("utf-8")), "")
+        except (UnicodeDecodeError, json.JSONDecodeError, ConfigError) as exc:
+            raise ArtifactError(f"{self.backend.uri}/{key}: invalid pointer: {exc}") from None
 
 
 # ---------------------------------------------------------------------------------------- helpers

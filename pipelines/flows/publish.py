@@ -82,8 +82,11 @@ def publish_run(root: str, cfg: ArtifactsConfig, run_id: str, modality: str,
                            modality, patterns, extra)
 
 
-def promote(cfg: ArtifactsConfig, run_id: str, modality: str, score: Score) -> None:
-    ArtifactStore.from_config(cfg).promote(run_id, modality, Metric(score.name, score.value))
+def promote(cfg: ArtifactsConfig, run_id: str, modality: str, score: Score, replacing: str | None) -> None:
+    """Move champion:<modality> to `run_id` only if it is still `replacing`, the champion the
+    decision was made against (compare-and-swap): a concurrent retrain that promoted first makes
+    this one fail with PointerConflictError instead of silently overwriting a better champion."""
+    ArtifactStore.from_config(cfg).promote(run_id, modality, Metric(score.name, score.value), replacing=replacing)
     run_logger().info("champion:%s -> %s (%s=%g)", modality, run_id, score.name, score.value)
 
 

@@ -59,7 +59,7 @@ def judge_and_publish(
     record = {**extra, **decision.as_record(), "champion_run_id": None if champion is None else champion[0]}
     published = publish_outputs(root, cfg, run_id, modality, publish_paths, record)
     if decision.promote:
-        promote(cfg, published["run_id"], modality, candidate)
+        promote(cfg, published["run_id"], modality, candidate, None if champion is None else champion[0])
     run_logger().info("%s: %s (%s)", modality, record["decision"], decision.reason)
     return decision, published
 

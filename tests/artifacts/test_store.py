@@ -46,8 +46,10 @@ def test_manifest_is_written_last(store: ArtifactStore, local_files: dict[str, P
     # Hook the backend: record the order of writes of a second publish.
     order: list[str] = []
     real_put_file, real_put_bytes = store.backend.put_file, store.backend.put_bytes
+    real_put_bytes_if = store.backend.put_bytes_if
     store.backend.put_file = lambda k, p, cb=None: (order.append(k), real_put_file(k, p, cb))  # type: ignore[method-assign]
     store.backend.put_bytes = lambda k, d, overwrite=True: (order.append(k), real_put_bytes(k, d, overwrite=overwrite))  # type: ignore[method-assign]
+    store.backend.put_bytes_if = lambda k, d, expected_tag: (order.append(k), real_put_bytes_if(k, d, expected_tag=expected_tag))  # type: ignore[method-assign]
     store.publish(local_files, run_id="ordered-2", modality="text")
     assert order[-2:] == ["runs/ordered-2/manifest.json", "pointers/text/latest.json"]
     assert len(order) == len(FILES) + 2
