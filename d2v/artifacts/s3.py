@@ -204,20 +204,69 @@ class S3Backend:
         yield from self._call(f"list {prefix or '/'}", list_all)
 
 
-def ensure_bucket(cfg: ArtifactsConfig) -> bool:
-    """Create the bucket of `cfg.uri` if it does not exist; True if it was created."""
+# What `d2v artifacts init` turns on, in order: old versions of every object kept (an overwrite or
+# delete can be undone), objects encrypted at rest by default (SSE-S3), and no public access.
+BUCKET_HARDENING = ("versioning", "default encryption", "public-access block")
+
+
+def ensure_bucket(cfg: ArtifactsConfig, *, harden: bool = True) -> bool:
+    """Create the bucket of `cfg.uri` if it does not exist (True if it was created); with `harden`,
+    enable BUCKET_HARDENING on it (idempotent) or raise ArtifactError naming what the endpoint refused."""
     backend = S3Backend(cfg)
     client = backend.client
+    created = False
     try:
         backend._call("head bucket", lambda: client.head_bucket(Bucket=backend.bucket))
-        return False
     except ArtifactNotFoundError:
-        pass  # absent: created below
-    region = client.meta.region_name
-    extra = {} if region in (None, "us-east-1") else {
-        "CreateBucketConfiguration": {"LocationConstraint": region}}
-    backend._call("create bucket", lambda: client.create_bucket(Bucket=backend.bucket, **extra))
-    return True
+        region = client.meta.region_name
+        extra = {} if region in (None, "us-east-1") else {
+            "CreateBucketConfiguration": {"LocationConstraint": region}}
+        backend._call("create bucket", lambda: client.create_bucket(Bucket=backend.bucket, **extra))
+        created = True
+    if harden:
+        harden_bucket(backend)
+    return created
 
 
-__all__ = ["S3Backend", "ensure_bucket", "is_transient", "make_client", "parse_s3_uri"]
+def harden_bucket(backend: S3Backend) -> None:
+    client, bucket = backend.client, backend.bucket
+    steps = {
+        "versioning": lambda: client.put_bucket_versioning(
+            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}),
+        "default encryption": lambda: client.put_bucket_encryption(
+            Bucket=bucket, ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]}),
+        "public-access block": lambda: client.put_public_access_block(
+            Bucket=bucket, PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True, "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True, "RestrictPublicBuckets": True}),
+    }
+    for name in BUCKET_HARDENING:
+        try:
+            backend._call(f"enable {name}", steps[name])
+        except ArtifactError as exc:
+            raise ArtifactError(
+                f"{exc}; the bucket exists but {name} could not be enabled, so runs there would not be "
+                "protected as d2v assumes. Fix the endpoint's settings or permissions, or run "
+                "`d2v artifacts init --no-harden` to accept an unprotected bucket knowingly"
+            ) from exc
+
+
+def bucket_protection(backend: S3Backend) -> dict[str, bool]:
+    """Which of BUCKET_HARDENING the bucket has (read back, for `d2v artifacts init` and tests)."""
+    client, bucket = backend.client, backend.bucket
+    versioning = client.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled"
+    try:
+        rules = client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        encrypted = bool(rules)
+    except botocore.exceptions.ClientError:
+        encrypted = False
+    try:
+        block = client.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        blocked = all(block.values())
+    except botocore.exceptions.ClientError:
+        blocked = False
+    return {"versioning": versioning, "default encryption": encrypted, "public-access block": blocked}
+
+
+__all__ = ["BUCKET_HARDENING", "S3Backend", "bucket_protection", "ensure_bucket", "harden_bucket", "is_transient", "make_client", "parse_s3_uri"]

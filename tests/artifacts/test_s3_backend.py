@@ -7,12 +7,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import botocore.exceptions
 import pytest
 
 from d2v.artifacts.interface import BytesCallback
 from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.errors import ArtifactError, TransientStoreError
-from d2v.artifacts.s3 import S3Backend, ensure_bucket, parse_s3_uri
+from d2v.artifacts.s3 import BUCKET_HARDENING, S3Backend, bucket_protection, ensure_bucket, harden_bucket, parse_s3_uri
 from d2v.artifacts.store import ArtifactStore, run_key
 
 MIB = 1024 * 1024
@@ -151,3 +152,30 @@ def test_ensure_bucket_is_idempotent(moto_server: str) -> None:
     assert ensure_bucket(cfg) is True
     assert ensure_bucket(cfg) is False
     assert ArtifactStore.from_config(cfg).list_runs() == []
+
+
+def test_init_hardens_a_new_bucket_and_an_existing_plain_one(moto_server: str) -> None:
+    fresh = ArtifactsConfig(uri="s3://hardened-bucket", endpoint_url=moto_server)
+    assert ensure_bucket(fresh) is True
+    assert bucket_protection(S3Backend(fresh)) == {name: True for name in BUCKET_HARDENING}
+    plain = ArtifactsConfig(uri="s3://plain-bucket", endpoint_url=moto_server)
+    ensure_bucket(plain, harden=False)
+    assert bucket_protection(S3Backend(plain)) == {name: False for name in BUCKET_HARDENING}
+    assert ensure_bucket(plain) is False  # exists: hardened in place
+    assert all(bucket_protection(S3Backend(plain)).values())
+
+
+def test_an_endpoint_that_cannot_harden_is_refused_with_the_reason(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backend = S3Backend(ArtifactsConfig(uri="s3://no-sse-bucket", endpoint_url=moto_server))
+    backend.client.create_bucket(Bucket="no-sse-bucket")
+
+    def refuse(**_: object) -> None:
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "NotImplemented", "Message": "SSE-S3 is not configured"}}, "PutBucketEncryption")
+
+    monkeypatch.setattr(backend.client, "put_bucket_encryption", refuse)
+    with pytest.raises(ArtifactError, match=r"SSE-S3 is not configured.*default encryption could not be enabled.*--no-harden"):
+        harden_bucket(backend)
+    assert bucket_protection(backend)["versioning"] and not bucket_protection(backend)["public-access block"]

@@ -60,7 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pointers.add_argument("--json", action="store_true", help="print JSON")
     pointers.set_defaults(func=run_pointers)
 
-    init = actions.add_parser("init", parents=[common], help="create the S3 bucket if missing")
+    init = actions.add_parser("init", parents=[common], help="create the S3 bucket if missing and enable "
+                              "versioning, default encryption and the public-access block")
+    init.add_argument("--no-harden", action="store_true",
+                      help="only create the bucket (for an endpoint that cannot enable those settings)")
     init.set_defaults(func=run_init)
 
 
@@ -148,10 +151,12 @@ def run_init(args: argparse.Namespace) -> int:
         ArtifactStore.from_config(cfg)  # validates the URI
         print(f"{cfg.uri}: local store, nothing to create")
         return 0
-    from d2v.artifacts.s3 import ensure_bucket
+    from d2v.artifacts.s3 import S3Backend, bucket_protection, ensure_bucket
 
-    created = ensure_bucket(cfg)
+    created = ensure_bucket(cfg, harden=not args.no_harden)
     print(f"{cfg.uri}: bucket {'created' if created else 'already exists'}")
+    for name, enabled in bucket_protection(S3Backend(cfg)).items():
+        print(f"  {name}: {'on' if enabled else 'OFF'}")
     return 0
 
 
