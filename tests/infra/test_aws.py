@@ -1,5 +1,6 @@
 """infra/aws/artifact-store.yaml: cfn-lint clean, and deployed into moto it yields the buckets, bucket
-policies and least-privilege IAM that it promises."""
+policies, Object Lock option and least-privilege IAM that it promises. What the policies decide for
+each request (conditional writes included) is tested by test_iam_policies.py with a policy simulator."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ from typing import Any
 import boto3
 import pytest
 from cfnlint.api import ManualArgs, lint_file
-from moto import mock_aws
 
-from moto_cloudformation import complete_moto_cloudformation
+from moto_cloudformation import create_stack, deployed_stack, managed_policy_document
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "infra" / "aws" / "artifact-store.yaml"
@@ -28,31 +28,9 @@ def _as_list(value: Any) -> list[Any]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[dict[str, Any]]:
-    """The stack, created once in moto; yields its outputs."""
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
-            patch.delenv(name, raising=False)
-        patch.setenv("AWS_ACCESS_KEY_ID", "testing")
-        patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        with mock_aws(), complete_moto_cloudformation(patch):
-            cloudformation = boto3.client("cloudformation")
-            cloudformation.create_stack(
-                StackName=STACK,
-                TemplateBody=TEMPLATE.read_text(),
-                Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in BUCKETS.items()],
-                Capabilities=["CAPABILITY_NAMED_IAM"],
-            )
-            described = cloudformation.describe_stacks(StackName=STACK)["Stacks"][0]
-            outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-            yield {"status": described["StackStatus"], **outputs}
-
-
-def _policy_document(policy_arn: str) -> dict[str, Any]:
-    iam = boto3.client("iam")
-    version = iam.get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
-    document = iam.get_policy_version(PolicyArn=policy_arn, VersionId=version)["PolicyVersion"]["Document"]
-    return json.loads(document) if isinstance(document, str) else document
+    """The stack with default parameters, created once in moto; yields its outputs."""
+    with deployed_stack(TEMPLATE.read_text(), STACK, BUCKETS) as outputs:
+        yield outputs
 
 
 def _allowed(document: dict[str, Any]) -> dict[str, set[str]]:
@@ -78,6 +56,7 @@ def test_stack_deploys_into_moto(stack: dict[str, Any]) -> None:
     assert stack["status"] == "CREATE_COMPLETE"
     assert stack["ArtifactBucketName"] == BUCKETS["ArtifactBucketName"]
     assert stack["TrainingRoleArn"].endswith(f":role/{STACK}-training")
+    assert stack["PromoterRoleArn"].endswith(f":role/{STACK}-promoter")
 
 
 @pytest.mark.parametrize("bucket", sorted(BUCKETS.values()))
@@ -91,11 +70,16 @@ def test_buckets_are_versioned_encrypted_and_private(stack: dict[str, Any], buck
                      "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
 
 
-def test_lifecycle_expires_noncurrent_versions_and_tiers_old_runs(stack: dict[str, Any]) -> None:
+def test_lifecycle_expires_noncurrent_pointer_versions_only_and_tiers_old_runs(stack: dict[str, Any]) -> None:
     s3 = boto3.client("s3")
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(
         Bucket=BUCKETS["ArtifactBucketName"])["Rules"]}
-    assert rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
+    pointers = rules["expire-noncurrent-pointers"]
+    assert pointers["Filter"]["Prefix"] == "pointers/"
+    assert pointers["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
+    # A noncurrent run version exists only after an accident or an attack: never expired.
+    expiring = [r for r in rules.values() if "NoncurrentVersionExpiration" in r or "Expiration" in r]
+    assert [r["Filter"]["Prefix"] for r in expiring] == ["pointers/"]
     tiering = rules["tier-old-runs"]
     assert tiering["Filter"]["Prefix"] == "runs/"
     assert [t["StorageClass"] for t in tiering["Transitions"]] == ["STANDARD_IA", "GLACIER_IR"]
@@ -118,16 +102,74 @@ def test_bucket_policy_requires_tls_and_denies_deletes_to_everyone(stack: dict[s
     assert not [s for s in policy["Statement"] if s["Effect"] == "Allow"]
 
 
-def test_training_role_writes_runs_and_dvc_but_never_deletes(stack: dict[str, Any]) -> None:
+def test_artifact_bucket_policy_keeps_runs_immutable_and_the_champion_to_the_promoter(
+        stack: dict[str, Any]) -> None:
+    """The shape, and that the promoter's ARN resolved to the deployed role; what each statement
+    decides is test_iam_policies.py's."""
+    bucket = BUCKETS["ArtifactBucketName"]
+    policy = json.loads(boto3.client("s3").get_bucket_policy(Bucket=bucket)["Policy"])
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    runs = statements["DenyRunOverwrites"]
+    assert (runs["Effect"], runs["Principal"], runs["Action"]) == ("Deny", "*", "s3:PutObject")
+    assert runs["Resource"] == f"arn:aws:s3:::{bucket}/runs/*"
+    assert runs["Condition"] == {"Null": {"s3:if-none-match": "true"},
+                                 "Bool": {"s3:ObjectCreationOperation": "true"}}
+    pointers = statements["DenyUnconditionalPointerWrites"]
+    assert (pointers["Effect"], pointers["Principal"]) == ("Deny", "*")
+    assert pointers["Condition"] == {"Null": {"s3:if-match": "true", "s3:if-none-match": "true"}}
+    champion = statements["OnlyPromoterMovesChampion"]
+    assert (champion["Effect"], champion["Principal"], champion["Action"]) == ("Deny", "*", "s3:PutObject")
+    assert champion["Resource"] == f"arn:aws:s3:::{bucket}/pointers/*/champion.json"
+    assert champion["Condition"] == {"ArnNotLike": {"aws:PrincipalArn": stack["PromoterRoleArn"]}}
+
+
+def test_object_lock_is_off_by_default(stack: dict[str, Any]) -> None:
+    s3 = boto3.client("s3")
+    with pytest.raises(s3.exceptions.ClientError, match="ObjectLockConfigurationNotFound"):
+        s3.get_object_lock_configuration(Bucket=BUCKETS["ArtifactBucketName"])
+
+
+def test_object_lock_retention_days_locks_the_artifact_bucket_in_governance_mode(stack: dict[str, Any]) -> None:
+    buckets = {"ArtifactBucketName": "d2v-test-locked-artifacts", "DvcBucketName": "d2v-test-locked-dvc"}
+    locked = create_stack(TEMPLATE.read_text(), "d2v-locked", {**buckets, "ObjectLockRetentionDays": "30"})
+    assert locked["status"] == "CREATE_COMPLETE"
+    s3 = boto3.client("s3")
+    lock = s3.get_object_lock_configuration(Bucket=buckets["ArtifactBucketName"])["ObjectLockConfiguration"]
+    retention = lock["Rule"]["DefaultRetention"]
+    assert (lock["ObjectLockEnabled"], retention["Mode"], retention["Days"]) == ("Enabled", "GOVERNANCE", 30)
+    assert not retention.get("Years")  # moto reports Years: 0 beside Days
+    assert s3.get_bucket_versioning(Bucket=buckets["ArtifactBucketName"])["Status"] == "Enabled"
+    with pytest.raises(s3.exceptions.ClientError, match="ObjectLockConfigurationNotFound"):
+        s3.get_object_lock_configuration(Bucket=buckets["DvcBucketName"])  # content-addressed: no lock
+
+
+def test_training_role_writes_runs_latest_and_dvc_but_never_a_champion_or_a_delete(stack: dict[str, Any]) -> None:
     iam = boto3.client("iam")
     attached = iam.list_attached_role_policies(RoleName=f"{STACK}-training")["AttachedPolicies"]
     assert [p["PolicyArn"] for p in attached] == [stack["TrainingWritePolicyArn"]]
-    document = _policy_document(stack["TrainingWritePolicyArn"])
+    document = managed_policy_document(stack["TrainingWritePolicyArn"])
     allowed = _allowed(document)
     artifacts, dvc = (f"arn:aws:s3:::{name}" for name in BUCKETS.values())
-    assert allowed["s3:PutObject"] == {f"{artifacts}/runs/*", f"{artifacts}/pointers/*", f"{dvc}/*"}
-    assert allowed["s3:GetObject"] == allowed["s3:PutObject"]
+    assert allowed["s3:PutObject"] == {f"{artifacts}/runs/*", f"{artifacts}/pointers/*/latest.json", f"{dvc}/*"}
+    assert allowed["s3:GetObject"] == {f"{artifacts}/runs/*", f"{artifacts}/pointers/*", f"{dvc}/*"}
     assert not any("Delete" in action or "*" in action for action in allowed)
+    assert DELETES <= _denied(document)
+    never = {s["Sid"]: s for s in document["Statement"]}["NeverMoveChampion"]
+    assert (never["Effect"], never["Action"], "Condition" in never) == ("Deny", "s3:PutObject", False)
+    assert never["Resource"] == f"{artifacts}/pointers/*/champion.json"
+
+
+def test_promoter_role_moves_only_champions(stack: dict[str, Any]) -> None:
+    iam = boto3.client("iam")
+    attached = iam.list_attached_role_policies(RoleName=f"{STACK}-promoter")["AttachedPolicies"]
+    assert [p["PolicyArn"] for p in attached] == [stack["PromoterPolicyArn"]]
+    document = managed_policy_document(stack["PromoterPolicyArn"])
+    allowed = _allowed(document)
+    artifacts = f"arn:aws:s3:::{BUCKETS['ArtifactBucketName']}"
+    assert set(allowed) == {"s3:ListBucket", "s3:GetObject", "s3:PutObject"}
+    assert allowed["s3:PutObject"] == {f"{artifacts}/pointers/*/champion.json"}
+    assert allowed["s3:GetObject"] == {f"{artifacts}/runs/*", f"{artifacts}/pointers/*"}
+    assert allowed["s3:ListBucket"] == {artifacts}  # nothing of the DVC remote
     assert DELETES <= _denied(document)
 
 
@@ -135,6 +177,6 @@ def test_reader_role_only_gets_and_lists(stack: dict[str, Any]) -> None:
     iam = boto3.client("iam")
     attached = iam.list_attached_role_policies(RoleName=f"{STACK}-reader")["AttachedPolicies"]
     assert [p["PolicyArn"] for p in attached] == [stack["ReadOnlyPolicyArn"]]
-    document = _policy_document(stack["ReadOnlyPolicyArn"])
+    document = managed_policy_document(stack["ReadOnlyPolicyArn"])
     assert set(_allowed(document)) == {"s3:ListBucket", "s3:GetObject", "s3:GetObjectVersion"}
     assert DELETES <= _denied(document)
