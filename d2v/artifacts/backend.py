@@ -19,6 +19,7 @@ from d2v.artifacts.config import ArtifactsConfig
 from d2v.artifacts.errors import ArtifactError, ArtifactNotFoundError, ConditionFailedError, RunExistsError
 from d2v.artifacts.interface import Backend, BytesCallback, ObjectInfo
 from d2v.atomic import atomic_open, atomic_write_bytes, is_temporary
+from d2v.data.io import sha256_file
 
 _COPY_CHUNK = 1 << 20
 # Compare-and-swap on a directory: every conditional write of one store holds this file's lock, so
@@ -37,9 +38,16 @@ class LocalBackend:
         _check_key(key)
         return self.root.joinpath(*key.split("/"))
 
-    def put_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None:
-        with open(path, "rb") as src, atomic_open(self._path(key), "wb") as dst:
-            _copy(src, dst, callback)
+    def put_file(self, key: str, path: Path, callback: BytesCallback | None = None, *,
+                 sha256: str | None = None) -> None:
+        target = self._path(key)
+        try:
+            with open(path, "rb") as src, atomic_open(target, "wb", overwrite=False) as dst:
+                _copy(src, dst, callback)
+        except FileExistsError:  # created by someone else, or by an earlier try of this upload
+            if sha256 is None or sha256_file(target) != sha256:
+                raise RunExistsError(f"{self.uri}: object {key!r} already exists with other content; "
+                                     "run objects are never overwritten") from None
 
     def get_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None:
         source = self._path(key)

@@ -26,7 +26,11 @@ class Backend(Protocol):
 
     uri: str
 
-    def put_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None: ...
+    def put_file(self, key: str, path: Path, callback: BytesCallback | None = None, *,
+                 sha256: str | None = None) -> None:
+        """Create `key` from a local file, never replacing an existing object (RunExistsError),
+        unless it already holds exactly this content (`sha256`): then a retried upload succeeds."""
+        ...
 
     def get_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None: ...
 

@@ -1,10 +1,17 @@
 """`s3://bucket/prefix` backend on boto3 (AWS S3, MinIO, moto). The only module that imports boto3.
 
 Reliability: botocore's own retry handler (`artifacts.retry`: mode and attempts) retries every
-request, each part of a multipart transfer included; it is the only retry layer. A failure that is
-still transient when botocore gives up becomes a TransientStoreError naming the operation and the
-key. Large files go up in parts (boto3 TransferConfig); an S3 object becomes visible only when
-complete.
+request, each part of a multipart transfer included. botocore stops retrying once a response's
+headers have arrived, so a small object whose body breaks mid-read is fetched again here, up to the
+same number of attempts. A failure that is still transient at the end becomes a TransientStoreError
+naming the operation and the key. Large files go up in parts (boto3 TransferConfig); an S3 object
+becomes visible only when complete.
+
+Immutability: every object under `runs/` is created with `If-None-Match: *` (PutObject, and
+CompleteMultipartUpload for files sent in parts), so S3 itself refuses to overwrite a run's object,
+and the IAM policies in infra/aws can require it. Each carries its sha256 as metadata: when a retry
+of our own upload meets 412 (the first try landed but its answer was lost), the stored object is ours
+if its sha256 and size match, and the upload succeeded.
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ _TRANSIENT_CODES = frozenset(
      "ThrottlingException", "RequestLimitExceeded", "500", "502", "503", "504"}
 )
 _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+# Keys (relative to the store's prefix) whose objects are created once and never replaced.
+IMMUTABLE_PREFIX = "runs/"
+SHA256_METADATA = "sha256"  # x-amz-meta-sha256 on every run object
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -102,6 +112,17 @@ class S3Backend:
             multipart_chunksize=cfg.multipart_chunk_mb * _MIB,
             max_concurrency=cfg.max_concurrency,
         )
+        # s3transfer accepts no If-None-Match in upload_file's ExtraArgs and never passes one to
+        # CompleteMultipartUpload, so the condition is added to the request parameters here.
+        for operation in ("PutObject", "CompleteMultipartUpload"):
+            self.client.meta.events.register(f"before-parameter-build.s3.{operation}",
+                                             self._create_runs_conditionally)
+
+    def _create_runs_conditionally(self, params: dict, **_: object) -> None:
+        """Every write under runs/ is a create-if-absent, unless the caller set a condition itself."""
+        if (params.get("Bucket") == self.bucket and str(params.get("Key", "")).startswith(self._key(IMMUTABLE_PREFIX))
+                and "IfMatch" not in params and "IfNoneMatch" not in params):
+            params["IfNoneMatch"] = "*"
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -138,10 +159,24 @@ class S3Backend:
             return ArtifactError(f"{where}: access denied ({code}); check the AWS credentials")
         return ArtifactError(f"{where}: {' '.join(str(exc).split())}")
 
-    def put_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None:
+    def put_file(self, key: str, path: Path, callback: BytesCallback | None = None, *,
+                 sha256: str | None = None) -> None:
         full = self._key(key)
-        self._call(f"upload {key}", lambda: self.client.upload_file(
-            str(path), self.bucket, full, Config=self.transfer, Callback=callback))
+        extra = {"Metadata": {SHA256_METADATA: sha256}} if sha256 else None
+        try:
+            self._call(f"upload {key}", lambda: self.client.upload_file(
+                str(path), self.bucket, full, ExtraArgs=extra, Config=self.transfer, Callback=callback))
+        except RunExistsError:  # 412 on the create-if-absent
+            if sha256 is None or not self._holds(key, sha256, path.stat().st_size):
+                raise RunExistsError(f"{self.uri}: object {key!r} already exists with other content; "
+                                     "run objects are never overwritten") from None
+            # else: an earlier try of this very upload landed and only its answer was lost
+
+    def _holds(self, key: str, sha256: str, size: int) -> bool:
+        """Whether `key` is the object an upload of (sha256, size) would have written."""
+        full = self._key(key)
+        head = self._call(f"head {key}", lambda: self.client.head_object(Bucket=self.bucket, Key=full))
+        return head.get("Metadata", {}).get(SHA256_METADATA) == sha256 and head.get("ContentLength") == size
 
     def get_file(self, key: str, path: Path, callback: BytesCallback | None = None) -> None:
         full = self._key(key)
@@ -154,13 +189,27 @@ class S3Backend:
         self._call(f"put {key}", lambda: self.client.put_object(
             Bucket=self.bucket, Key=full, Body=data, **extra))
 
-    def get_bytes_tagged(self, key: str) -> tuple[bytes, str] | None:
+    def _get_object(self, key: str) -> tuple[bytes, str]:
+        """The whole body and ETag of a small object; a body that breaks mid-read is fetched again."""
         full = self._key(key)
+
+        def fetch() -> tuple[bytes, str]:
+            for attempt in range(1, self.cfg.retry.attempts + 1):
+                response = self.client.get_object(Bucket=self.bucket, Key=full)
+                try:
+                    return response["Body"].read(), str(response["ETag"])
+                except botocore.exceptions.HTTPClientError:  # ResponseStreamingError, read timeout
+                    if attempt == self.cfg.retry.attempts:
+                        raise
+            raise AssertionError("unreachable: attempts >= 1")
+
+        return self._call(f"get {key}", fetch)
+
+    def get_bytes_tagged(self, key: str) -> tuple[bytes, str] | None:
         try:
-            response = self._call(f"get {key}", lambda: self.client.get_object(Bucket=self.bucket, Key=full))
+            return self._get_object(key)
         except ArtifactNotFoundError:
             return None
-        return response["Body"].read(), str(response["ETag"])
 
     def put_bytes_if(self, key: str, data: bytes, *, expected_tag: str | None) -> None:
         # S3 conditional writes: If-Match on the ETag read (or If-None-Match: * for a new object).
@@ -179,9 +228,7 @@ class S3Backend:
             raise
 
     def get_bytes(self, key: str) -> bytes:
-        full = self._key(key)
-        return self._call(f"get {key}", lambda: self.client.get_object(
-            Bucket=self.bucket, Key=full)["Body"].read())
+        return self._get_object(key)[0]
 
     def exists(self, key: str) -> bool:
         try:

@@ -46,7 +46,7 @@ from d2v.artifacts.manifest import (
     sha256_file,
 )
 from d2v.artifacts.provenance import collect_provenance
-from d2v.atomic import atomic_path
+from d2v.atomic import atomic_path, is_temporary
 from d2v.config import from_mapping, to_mapping
 from d2v.errors import ConfigError
 
@@ -122,7 +122,8 @@ class ArtifactStore:
         self._refuse_existing(run_id)
         for entry in entries:
             cb = progress.file_started("upload", entry.path, entry.size)
-            self.backend.put_file(run_key(run_id, entry.path), Path(files[entry.path]), cb)
+            self.backend.put_file(run_key(run_id, entry.path), Path(files[entry.path]), cb,
+                                  sha256=entry.sha256)
             progress.file_done("upload", entry.path, entry.size)
         manifest = Manifest(
             format=MANIFEST_FORMAT,
@@ -133,11 +134,14 @@ class ArtifactStore:
             provenance=provenance or collect_provenance(params or {}),
             extra=dict(extra or {}),
         )
+        manifest_bytes = manifest.to_json()
         try:
-            self.backend.put_bytes(run_key(run_id, MANIFEST_NAME), manifest.to_json(),
-                                   overwrite=False)
+            self.backend.put_bytes(run_key(run_id, MANIFEST_NAME), manifest_bytes, overwrite=False)
         except RunExistsError:
-            raise RunExistsError(f"run {run_id}: published concurrently by someone else") from None
+            # A retry whose first try landed (its answer lost) finds its own manifest: published.
+            stored = self.backend.get_bytes_tagged(run_key(run_id, MANIFEST_NAME))
+            if stored is None or stored[0] != manifest_bytes:
+                raise RunExistsError(f"run {run_id}: published concurrently by someone else") from None
         if modality is not None:
             self._write_pointer(Pointer("latest", modality, run_id, manifest.created_at))
         return manifest
@@ -273,6 +277,9 @@ class ArtifactStore:
         try:
             self.backend.put_bytes_if(key, data, expected_tag=None if current is None else current[1])
         except ConditionFailedError:
+            stored = self.backend.get_bytes_tagged(key)
+            if stored is not None and stored[0] == data:
+                return  # our own write landed on an earlier try; only its answer was lost
             now = self.pointer(pointer.modality, pointer.kind)
             raise PointerConflictError(
                 f"{name} moved to {now.run_id if now else 'unset'} while {pointer.run_id} was being "
@@ -310,8 +317,9 @@ def collect_files(paths: Sequence[Path]) -> dict[str, Path]:
 
 
 def _walk(directory: Path, prefix: str) -> dict[str, Path]:
+    # A temporary file is a write that never finished (a killed process): not part of any output.
     return {prefix + p.relative_to(directory).as_posix(): p
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+            for p in sorted(directory.rglob("*")) if p.is_file() and not is_temporary(p.name)}
 
 
 def new_run_id() -> str:

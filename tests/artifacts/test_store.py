@@ -12,6 +12,8 @@ from d2v.artifacts.errors import (
     ChecksumMismatchError,
     RunExistsError,
 )
+from d2v.artifacts.backend import LocalBackend
+from d2v.atomic import TMP_MARKER
 from d2v.artifacts.manifest import sha256_file
 from d2v.artifacts.store import ArtifactStore, Metric, collect_files, new_run_id, run_key
 
@@ -47,7 +49,7 @@ def test_manifest_is_written_last(store: ArtifactStore, local_files: dict[str, P
     order: list[str] = []
     real_put_file, real_put_bytes = store.backend.put_file, store.backend.put_bytes
     real_put_bytes_if = store.backend.put_bytes_if
-    store.backend.put_file = lambda k, p, cb=None: (order.append(k), real_put_file(k, p, cb))  # type: ignore[method-assign]
+    store.backend.put_file = lambda k, p, cb=None, **kw: (order.append(k), real_put_file(k, p, cb, **kw))  # type: ignore[method-assign]
     store.backend.put_bytes = lambda k, d, overwrite=True: (order.append(k), real_put_bytes(k, d, overwrite=overwrite))  # type: ignore[method-assign]
     store.backend.put_bytes_if = lambda k, d, expected_tag: (order.append(k), real_put_bytes_if(k, d, expected_tag=expected_tag))  # type: ignore[method-assign]
     store.publish(local_files, run_id="ordered-2", modality="text")
@@ -103,7 +105,7 @@ def test_download_detects_an_object_corrupted_behind_the_stores_back(
     store: ArtifactStore, local_files: dict[str, Path], tmp_path: Path
 ) -> None:
     store.publish(local_files, run_id="corrupt")
-    store.backend.put_bytes(run_key("corrupt", "model/ckpt.pt"), b"tampered")
+    _tamper(store, run_key("corrupt", "model/ckpt.pt"), b"tampered")
     with pytest.raises(ChecksumMismatchError, match="model/ckpt.pt: sha256 .* does not match"):
         store.download("corrupt", tmp_path / "out")
     # Nothing half-verified is left behind under the final name (nor as a temporary).
@@ -172,3 +174,38 @@ def test_collect_files_names_runs_relative_paths(
         collect_files([tmp_path / "c.txt", tmp_path / "c.txt"])
     with pytest.raises(ArtifactError, match="no such file"):
         collect_files([tmp_path / "missing"])
+
+
+
+def test_collect_files_leaves_out_unfinished_writes(
+    tmp_path: Path, make_files: Callable[..., dict[str, Path]]
+) -> None:
+    # What a process killed inside an atomic write leaves beside its output (d2v.atomic's naming).
+    make_files(tmp_path / "out", {"checkpoint.pt": b"x", f".checkpoint.pt{TMP_MARKER}0badf00d": b"half"})
+    assert sorted(collect_files([tmp_path / "out"])) == ["checkpoint.pt"]
+
+def _tamper(store: ArtifactStore, key: str, data: bytes) -> None:
+    """Change a stored object behind d2v's back (bit rot, a stray writer): d2v itself refuses to."""
+    backend = store.backend
+    if isinstance(backend, LocalBackend):
+        backend.root.joinpath(*key.split("/")).write_bytes(data)
+    else:
+        from d2v.artifacts.s3 import make_client
+
+        make_client(backend.cfg).put_object(Bucket=backend.bucket, Key=backend._key(key), Body=data)
+
+
+def test_run_objects_are_created_once_and_never_overwritten(
+    store: ArtifactStore, local_files: dict[str, Path], tmp_path: Path
+) -> None:
+    store.publish(local_files, run_id="sealed")
+    key, original = run_key("sealed", "model/ckpt.pt"), local_files["model/ckpt.pt"]
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"not the published bytes")
+    with pytest.raises(RunExistsError, match="already exists with other content"):
+        store.backend.put_file(key, other, sha256=sha256_file(other))
+    with pytest.raises(RunExistsError):  # no checksum given: nothing to prove it is a retry
+        store.backend.put_file(key, original)
+    # A retry of the very upload that created the object (its answer lost) succeeds, changing nothing.
+    store.backend.put_file(key, original, sha256=sha256_file(original))
+    assert store.backend.get_bytes(key) == original.read_bytes()

@@ -53,6 +53,7 @@ from d2v.artifacts.errors import (
     RunExistsError,
 )
 from d2v.artifacts.interface import BytesCallback
+from d2v.artifacts.s3 import make_client
 from d2v.artifacts.manifest import Manifest, Provenance
 from d2v.artifacts.provenance import package_versions
 from d2v.artifacts.store import POINTER_KINDS, ArtifactStore, Metric, pointer_key, run_key
@@ -216,10 +217,13 @@ class S3World:
     direct: ArtifactStore  # straight to moto: what readers and the checks use
     files: dict[str, Path]
     base: Manifest  # published undisturbed before any fault
+    _plain_client: Any = dataclasses.field(default=None, repr=False)
 
     @property
-    def client(self):  # -> botocore S3 client to moto, bypassing d2v's key mapping
-        return self.direct.backend.client  # type: ignore[attr-defined]
+    def client(self):  # -> a plain botocore S3 client to moto: none of d2v's keys or conditions
+        if self._plain_client is None:
+            self._plain_client = make_client(self.direct_cfg)
+        return self._plain_client
 
     @property
     def bucket(self) -> str:
@@ -767,21 +771,13 @@ SCENARIOS: dict[str, Scenario] = {
     "corrupted-object-s3": corrupted_object_s3,
     "corrupted-object-file": corrupted_object_file,
     "champion-race": champion_race,
-}
-
-# Scenarios d2v does not survive yet (see the reasons); the table may show them, the tests expect
-# them to fail until d2v/artifacts is fixed.
-KNOWN_FAILING: dict[str, Scenario] = {
     "lost-response-to-manifest": lost_manifest_response,
     "lost-response-to-champion-write": lost_champion_response,
 }
-KNOWN_FAILING_REASONS = {
-    "lost-response-to-manifest": (
-        "the retried If-None-Match manifest PUT gets 412: publish raises RunExistsError ('published "
-        "concurrently by someone else') although its own manifest is stored, and `latest` is not moved"),
-    "lost-response-to-champion-write": (
-        "the retried If-Match champion PUT gets 412: promote raises PointerConflictError ('moved to X "
-        "while X was being written ... another writer won') although its own write is the champion"),
-}
+
+# Scenarios d2v does not survive yet, with the reason; the tests expect them to fail (strict xfail)
+# until d2v is fixed, then they move into SCENARIOS. Empty since the lost-answer fixes.
+KNOWN_FAILING: dict[str, Scenario] = {}
+KNOWN_FAILING_REASONS: dict[str, str] = {}
 
 __all__ = ["KNOWN_FAILING", "KNOWN_FAILING_REASONS", "LAST", "SCENARIOS", "moto_url"]

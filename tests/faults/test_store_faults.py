@@ -271,8 +271,3 @@ def test_store_survives(name: str, tmp_path: Path) -> None:
     _check(name, SCENARIOS[name], tmp_path)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILING_REASONS[n]))
-                                  for n in KNOWN_FAILING])
-def test_known_failing_until_d2v_is_fixed(name: str, tmp_path: Path) -> None:
-    """When one of these passes (XPASS fails the run), move it into SCENARIOS."""
-    _check(name, KNOWN_FAILING[name], tmp_path)
