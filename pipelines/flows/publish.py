@@ -16,11 +16,13 @@ from prefect.cache_policies import NONE
 from prefect.runtime import task_run
 
 from d2v.artifacts.config import ArtifactsConfig
+from d2v.artifacts.errors import ArtifactNotFoundError
 from d2v.artifacts.store import ArtifactStore, Metric, check_run_id
 from d2v.config import load_params, to_mapping
 from d2v.layout import PARAMS_FILE, Layout
 from pipelines.flows.logs import run_logger
 from pipelines.flows.decision import Score
+from pipelines.flows.rescore import download_run_checkpoint
 
 
 
@@ -106,17 +108,12 @@ def fetch_champion_checkpoint(root: str, cfg: ArtifactsConfig, modality: str, de
     if pointer is None:
         run_logger().info("no champion for %s: pretraining from scratch", modality)
         return None
-    layout = Layout.from_params(Path(root) / PARAMS_FILE)
-    rel = layout.checkpoint(modality).as_posix()  # runs keep repo paths
-    # The checkpoint's directory, not just the file: its weights sit beside it (d2v/train/checkpoint.py).
-    folder = layout.checkpoint_dir(modality).as_posix() + "/"
-    manifest = store.manifest(pointer.run_id)
-    manifest.entry(rel)  # a run without the checkpoint fails here, naming it
-    for entry in manifest.files:
-        if entry.path.startswith(folder):
-            store.download(pointer.run_id, Path(dest) / pointer.run_id, path=entry.path)
-    path = Path(dest) / pointer.run_id / rel
-    run_logger().info("warm start for %s from %s (%s)", modality, pointer.run_id, rel)
+    path = download_run_checkpoint(Path(root), cfg, pointer.run_id, modality, Path(dest))
+    if path is None:
+        rel = Layout.from_params(Path(root) / PARAMS_FILE).checkpoint(modality).as_posix()
+        raise ArtifactNotFoundError(f"run {pointer.run_id}: no file {rel!r} (champion:{modality} has no checkpoint "
+                                    "to warm-start from)")
+    run_logger().info("warm start for %s from %s (%s)", modality, pointer.run_id, path)
     return str(path)
 
 

@@ -1,9 +1,11 @@
 """`retrain` flow (scheduled): refresh data, pretrain, evaluate, champion/challenger, publish.
 
 Per modality the candidate's primary score (first record of metrics/eval/<modality>.json, or the
-pretraining loss where no evaluate stage runs) is compared with the score recorded on the
-champion pointer; the candidate is promoted only if not worse. Every candidate is published,
-promoted or not, with the decision and both scores in the manifest's `extra`.
+pretraining loss where no evaluate stage runs) is compared with the champion's: re-scored by the
+same evaluation on the same data (pipelines/flows/rescore.py) when scores come from evaluation and
+the champion run has a checkpoint, otherwise the score recorded on the champion pointer. The
+candidate is promoted only if not worse. Every candidate is published, promoted or not, with the
+decision, both scores and where the champion's came from in the manifest's `extra`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pipelines.flows.benchmark import PIPELINE_STAGES, publish_report_artifact, 
 from pipelines.flows.data import DATA_STAGES, REFRESH_STAGES, data_flow
 from pipelines.flows.decision import Decision, Score, decide, pretrain_loss_score, primary_eval_score
 from pipelines.flows.evaluate import EVAL_STAGE
+from pipelines.flows.rescore import ChampionScore, Evaluator, champion_score, evaluate_checkpoint
 from pipelines.flows.publish import (
     current_champion,
     fetch_champion_checkpoint,
@@ -51,12 +54,24 @@ def judge_and_publish(
     score_from: Literal["eval", "pretrain"],
     publish_paths: list[str] | None,
     extra: dict[str, Any],
+    rescore_champion: bool = True,
+    evaluate: Evaluator = evaluate_checkpoint,
 ) -> tuple[Decision, dict[str, Any]]:
     """Compare the fresh model with the champion, publish it with the decision, promote if not worse."""
     candidate = candidate_score(Path(root), modality, score_from)
     champion = current_champion(cfg, modality)
-    decision = decide(candidate, None if champion is None else champion[1])
-    record = {**extra, **decision.as_record(), "champion_run_id": None if champion is None else champion[0]}
+    against: ChampionScore | None = None
+    if champion is not None:
+        if rescore_champion and score_from == "eval":
+            against = champion_score(Path(root), cfg, modality, champion[0], champion[1], evaluate)
+        else:
+            reason = "re-scoring off" if not rescore_champion else "pretraining loss is not re-scored"
+            against = ChampionScore(champion[1], False, f"recorded at promotion ({reason})")
+    decision = decide(candidate, None if against is None else against.score)
+    record = {**extra, **decision.as_record(), "champion_run_id": None if champion is None else champion[0],
+              **({} if against is None else against.as_record()),
+              **({} if champion is None else {"champion_recorded": {"metric": champion[1].name,
+                                                                    "value": champion[1].value}})}
     published = publish_outputs(root, cfg, run_id, modality, publish_paths, record)
     if decision.promote:
         promote(cfg, published["run_id"], modality, candidate, None if champion is None else champion[0])
@@ -79,6 +94,7 @@ def retrain_flow(
     artifacts_uri: str | None = None,
     artifacts_endpoint_url: str | None = None,
     run_id: str | None = None,
+    rescore_champion: bool = True,
 ) -> dict[str, dict]:
     """Retrain every modality and keep the better of candidate and champion; {modality: decision}."""
     cfg = store_config(Path(root), artifacts_uri, artifacts_endpoint_url)
@@ -96,7 +112,8 @@ def retrain_flow(
     for m in modalities:
         extra = {"flow": "retrain", "flow_run_id": str(flow_run.id), "data_version": versions.get(m),
                  "warm_start_from": init.get(m), "stages": stages}
-        decision, published[m] = judge_and_publish(root, cfg, f"{base}-{m}", m, source, publish_paths, extra)
+        decision, published[m] = judge_and_publish(root, cfg, f"{base}-{m}", m, source, publish_paths, extra,
+                                                       rescore_champion)
         decisions[m] = {**decision.as_record(), "run_id": published[m]["run_id"]}
     publish_report_artifact(root, "d2v retrain", results, published)
     return decisions

@@ -151,27 +151,58 @@ def test_store_config_resolves_a_relative_local_store_under_the_root(workspace: 
     assert store_config(workspace, "s3://b/p", "http://127.0.0.1:9").endpoint_url == "http://127.0.0.1:9"
 
 
-@pytest.mark.parametrize(("champion_top1", "expected"), [(0.7, "promoted"), (0.9, "kept_champion")])
-def test_judge_and_publish_promotes_only_a_model_that_is_not_worse(
-    workspace: Path, champion_top1: float, expected: str
+@pytest.mark.parametrize(("recorded", "rescored", "rescore", "expected"), [
+    (0.7, 0.7, True, "promoted"),
+    (0.9, 0.9, True, "kept_champion"),
+    (0.9, 0.75, True, "promoted"),  # its recorded score was on other data: on today's it is worse
+    (0.7, 0.85, True, "kept_champion"),
+    (0.9, 0.75, False, "kept_champion"),  # re-scoring switched off: the recorded score decides
+])
+def test_judge_and_publish_promotes_only_a_model_that_is_not_worse_than_the_rescored_champion(
+    workspace: Path, recorded: float, rescored: float, rescore: bool, expected: str
 ) -> None:
     cfg = ArtifactsConfig(uri=f"file://{workspace.parent / 'store'}")
     store = ArtifactStore.from_config(cfg)
     store.publish({"models/image/checkpoint.pt": workspace / "models/image/checkpoint.pt"}, run_id="old",
                   modality="image")
-    store.promote("old", "image", Metric("linear_probe/top1", champion_top1))
+    store.promote("old", "image", Metric("linear_probe/top1", recorded))
+    evaluated: list[tuple[str, bytes]] = []
+
+    def evaluate(root: Path, modality: str, checkpoint: Path) -> Score:
+        evaluated.append((modality, checkpoint.read_bytes()))  # the champion's verified download
+        return Score("linear_probe/top1", rescored, True)
 
     decision, published = judge_and_publish.fn(str(workspace), cfg, "new-image", "image", "eval",
                                                 ["models/{modality}", "metrics/eval/{modality}.json"],
-                                                {"flow": "retrain"})
+                                                {"flow": "retrain"}, rescore, evaluate)
     assert decision.as_record()["decision"] == expected
+    assert evaluated == ([("image", b"weights")] if rescore else [])
     extra = store.manifest("new-image").extra
     assert extra["decision"] == expected and extra["flow"] == "retrain" and extra["champion_run_id"] == "old"
     assert extra["candidate"] == {"metric": "linear_probe/top1", "value": 0.8}
-    assert extra["champion"] == {"metric": "linear_probe/top1", "value": champion_top1}
+    assert extra["champion"] == {"metric": "linear_probe/top1", "value": rescored if rescore else recorded}
+    assert extra["champion_recorded"] == {"metric": "linear_probe/top1", "value": recorded}
+    assert extra["champion_rescored"] is rescore
     assert store.pointer("image", "champion").run_id == ("new-image" if expected == "promoted" else "old")
     assert store.pointer("image", "latest").run_id == "new-image"  # published either way
     assert published["files"].keys() == {"models/image/checkpoint.pt", "metrics/eval/image.json"}
+
+
+def test_a_champion_without_a_checkpoint_is_judged_on_its_recorded_score(workspace: Path) -> None:
+    cfg = ArtifactsConfig(uri=f"file://{workspace.parent / 'store'}")
+    store = ArtifactStore.from_config(cfg)
+    store.publish({"metrics/eval/image.json": workspace / "metrics/eval/image.json"}, run_id="old",
+                  modality="image")
+    store.promote("old", "image", Metric("linear_probe/top1", 0.9))
+
+    def evaluate(root: Path, modality: str, checkpoint: Path) -> Score:
+        raise AssertionError("nothing to evaluate: the run has no checkpoint")
+
+    decision, _ = judge_and_publish.fn(str(workspace), cfg, "new-image", "image", "eval", None,
+                                       {"flow": "retrain"}, True, evaluate)
+    extra = store.manifest("new-image").extra
+    assert decision.as_record()["decision"] == "kept_champion"
+    assert extra["champion_rescored"] is False and "has no checkpoint" in extra["champion_score_source"]
 
 
 # ---------------------------------------------------------------------------------- prefect.yaml

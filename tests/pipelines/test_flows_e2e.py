@@ -166,6 +166,34 @@ def test_retrain_deployment_keeps_a_better_champion(stack: Stack, moto_server: s
     assert extra["decision"] == "kept_champion" and "worse than" in extra["reason"]
     assert extra["champion"] == {"metric": metric.name, "value": metric.value}
     assert extra["candidate"]["metric"] == metric.name and extra["champion_run_id"] == "champion-0"
+    assert extra["champion_rescored"] is False  # its run holds no checkpoint: judged on the recorded score
     champion = store.pointer("image", "champion")
     assert champion is not None and champion.run_id == "champion-0"
     assert store.pointer("image", "latest").run_id == "retrain-e2e-image"
+
+
+@pytest.mark.slow
+def test_retrain_rescores_the_champion_on_todays_data(stack: Stack, moto_server: str, s3_bucket: str) -> None:
+    """A champion whose recorded score (on the data of its day) is unbeatable, but which is the very
+    model the pipeline holds: re-scored by `d2v evaluate` on the same data it ties the candidate, so
+    the candidate is promoted and the manifest records both the recorded and the re-scored score."""
+    if "evaluate" not in stack.stages:
+        pytest.skip("the evaluate stage is not in this checkout's dvc.yaml: no score to re-measure")
+    from d2v.artifacts.config import ArtifactsConfig
+    from d2v.artifacts.store import ArtifactStore, Metric
+
+    store = ArtifactStore.from_config(ArtifactsConfig(uri=f"s3://{TEST_BUCKET}/{PREFIX}", endpoint_url=moto_server))
+    models = {p.relative_to(stack.repo).as_posix(): p for p in (stack.repo / "models" / "image").iterdir()}
+    assert "models/image/checkpoint.pt" in models  # left by the benchmark runs above
+    store.publish(models, run_id="champion-old-data", modality="image")
+    store.promote("champion-old-data", "image", Metric("linear_probe/top1", 2.0))
+
+    params = {"modalities": ["image"], "data_stages": ["validate"], "stages": stack.stages,
+              "refresh": True, "refresh_stages": ["download"], "warm_start": False, "run_id": "rescore-e2e"}
+    run_deployment(stack, "retrain/retrain", params)
+
+    extra = verified_manifests(moto_server)["rescore-e2e-image"]["extra"]
+    assert extra["champion_rescored"] is True and extra["champion_recorded"]["value"] == 2.0
+    assert extra["champion"]["value"] == extra["candidate"]["value"]  # same weights, data and seed
+    assert extra["decision"] == "promoted"
+    assert store.pointer("image", "champion").run_id == "rescore-e2e-image"
