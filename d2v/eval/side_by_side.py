@@ -19,8 +19,12 @@ re-raises it after stopping the other child, so an error reads as it would in a 
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
+import os
 import pickle
+import signal
+import sys
 import traceback
 from multiprocessing.connection import Connection, wait
 from typing import Callable, Sequence, TypeVar
@@ -43,7 +47,27 @@ def worth_running_side_by_side(jobs: int, available: int | None = None) -> bool:
     return jobs > 1 and available <= jobs
 
 
-def _child(job: Callable[[], T], seed: int, sender: Connection) -> None:
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int | None) -> None:
+    """On Linux, have the kernel SIGKILL this forked child when its parent dies (a SIGKILLed
+    `d2v evaluate` runs no cleanup, and its daemon children would otherwise run on, orphaned). Then
+    check the parent is still the one that forked us: if it died before prctl took effect, exit now.
+    Elsewhere a no-op (the parent's cleanup still terminates its children when it can run)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # no libc prctl: nothing to arm
+        return
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)  # the parent is already gone (reparented to init or a subreaper)
+
+
+def _child(job: Callable[[], T], seed: int, sender: Connection, parent: int | None = None) -> None:
+    _die_with_parent(parent)
     torch.set_num_threads(1)  # never an OpenMP parallel region in a forked child (module docstring)
     torch.manual_seed(seed)
     try:
@@ -66,11 +90,12 @@ def run_side_by_side(jobs: Sequence[Callable[[], T]], seed: int, labels: Sequenc
     """
     labels = list(labels) if labels is not None else [f"job {i}" for i in range(len(jobs))]
     context = mp.get_context("fork")
+    parent = os.getpid()
     receivers: dict[Connection, int] = {}
     processes = []
     for index, job in enumerate(jobs):
         receiver, sender = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(job, seed, sender), daemon=True)
+        process = context.Process(target=_child, args=(job, seed, sender, parent), daemon=True)
         process.start()
         sender.close()  # the child holds the only writing end: EOF here means it died
         receivers[receiver] = index

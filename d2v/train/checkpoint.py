@@ -17,8 +17,10 @@ Checkpoints of format 1 (everything in one torch file) still load.
 
 from __future__ import annotations
 
+import errno as errno_codes
 import hashlib
 import json
+import os
 import random
 import re
 import uuid
@@ -31,7 +33,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from d2v.atomic import TMP_MARKER, atomic_open, durable_replace
+from d2v.atomic import TMP_MARKER, atomic_open, durable_replace, is_temporary
 from d2v.config import to_mapping
 from d2v.errors import D2VError
 
@@ -40,7 +42,7 @@ LEGACY_FORMAT_VERSION = 1  # one torch file with everything; still loaded
 
 
 class CheckpointError(D2VError):
-    """A checkpoint is missing, unreadable, or belongs to another model."""
+    """A checkpoint is missing, unreadable, belongs to another model, or cannot be written."""
 
 
 @dataclass(frozen=True)
@@ -117,17 +119,110 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write `payload` (see build_payload) as `path` + a safetensors weights file beside it, atomically:
-    a killed process leaves the old checkpoint or the new one, never half, never a mix."""
+    a killed process leaves the old checkpoint or the new one, never half, never a mix.
+
+    Temporary files an earlier, killed save of this checkpoint left beside it are removed first. A
+    write that fails (a full disk, EFBIG, EIO) raises CheckpointError naming the file and the OS's
+    reason; it leaves no temporary file and no new weights file, and the previous checkpoint as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
+    previous = _identity(path)
     tensors, index = _split_model_state(payload["model"])
-    weights_name, digest = _write_weights(path, tensors)
+    try:
+        weights_name, digest, created = _write_weights(path, tensors)
+    except Exception as exc:
+        raise _write_error(path, f"its weights file ({path.stem}.<sha256>.safetensors beside it)", exc,
+                           previous) from exc
     state = {key: value for key, value in payload.items() if key != "model"}
     state["format_version"] = FORMAT_VERSION
     state["weights"] = {"file": weights_name, "sha256": digest, **index}
-    with atomic_open(path, "wb") as fh:  # the commit point: from here on the new weights count
-        torch.save(state, fh)
+    try:
+        with atomic_open(path, "wb") as fh:  # the commit point: from here on the new weights count
+            torch.save(state, fh)
+    except BaseException as exc:
+        # Not committed: the new weights file belongs to no checkpoint. Remove it unless it was
+        # already there (the same bytes as weights a checkpoint may still point at).
+        if created:
+            (path.parent / weights_name).unlink(missing_ok=True)
+        if not isinstance(exc, Exception):
+            raise
+        raise _write_error(path, "the checkpoint", exc, previous) from exc
     _remove_unreferenced_weights(path, keep=weights_name)
+
+
+def remove_stale_temporaries(path: str | Path) -> list[str]:
+    """Delete the temporary files a killed save of the checkpoint `path` left beside it: its weights'
+    `.<stem>.d2v-tmp-<8 hex>.safetensors` and its own `.<name>.d2v-tmp-<8 hex>`, nothing else.
+    Call only where no other process is saving this checkpoint (rank 0 saves). The names removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    marker = re.escape(TMP_MARKER)
+    patterns = (re.compile(re.escape(f".{path.stem}") + marker + r"[0-9a-f]{8}\.safetensors"),
+                re.compile(re.escape(f".{path.name}") + marker + r"[0-9a-f]{8}"))
+    removed = []
+    for candidate in path.parent.iterdir():
+        if is_temporary(candidate.name) and any(p.fullmatch(candidate.name) for p in patterns) \
+                and candidate.is_file() and not candidate.is_symlink():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate.name)
+    return sorted(removed)
+
+
+def _identity(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells whether `path` changed: (device, inode, size, mtime), None if absent."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+_OS_ERROR_CODE = re.compile(r"os error (\d+)")
+
+
+def _os_reason(exc: BaseException) -> str | None:
+    """The OS's reason behind a failed write ('[Errno 28] No space left on device'), wherever it sits:
+    the exception, its __cause__/__context__ chain (torch's zip writer masks the OSError with a
+    RuntimeError), or 'os error N' in the text (safetensors' Rust error)."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    chain: list[BaseException] = []
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        chain.append(current)
+        if isinstance(current, OSError) and current.errno:
+            return f"[Errno {current.errno}] {current.strerror or os.strerror(current.errno)}"
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    for current in chain:
+        match = _OS_ERROR_CODE.search(str(current))
+        if match:
+            code = int(match.group(1))
+            return f"[Errno {code}] {os.strerror(code)}"
+    return None
+
+
+def _write_error(path: Path, what: str, exc: Exception, previous: tuple | None) -> CheckpointError:
+    """One line: the file, the OS's reason, and what state the previous checkpoint is in."""
+    reason = _os_reason(exc)
+    full = reason is not None and any(f"[Errno {code}]" in reason for code in _FULL)
+    reason = reason or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    if previous is None:
+        state = "no checkpoint was written"
+    elif _identity(path) == previous:
+        state = "the previous checkpoint is intact"
+    else:
+        state = "the previous checkpoint may have changed"
+    hint = "; free disk space (or raise the file-size limit), then resume" if full else ""
+    return CheckpointError(f"{path}: cannot write {what}: {reason}; {state}{hint}")
+
+
+_FULL = (errno_codes.ENOSPC, errno_codes.EFBIG, errno_codes.EDQUOT)
 
 
 def weights_file_of(path: str | Path) -> Path | None:
@@ -167,17 +262,19 @@ def _split_model_state(model_state: dict[str, Any]) -> tuple[dict[str, torch.Ten
     return tensors, index
 
 
-def _write_weights(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[str, str]:
-    """Write the tensors under a content-derived name beside `path`; (file name, sha256)."""
+def _write_weights(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[str, str, bool]:
+    """Write the tensors under a content-derived name beside `path`; (file name, sha256, whether that
+    name is new: False when a file of that name, hence those bytes, was already there)."""
     tmp = path.with_name(f".{path.stem}{TMP_MARKER}{uuid.uuid4().hex[:8]}.safetensors")
     try:
         safetensors.torch.save_file(tensors, str(tmp), metadata={"format": "pt"})
         digest = _sha256(tmp)
         name = f"{path.stem}.{digest[:16]}.safetensors"
+        created = not path.with_name(name).exists()
         durable_replace(tmp, path.with_name(name))  # same name = same bytes: replacing is harmless
     finally:
         tmp.unlink(missing_ok=True)
-    return name, digest
+    return name, digest, created
 
 
 def _remove_unreferenced_weights(path: Path, keep: str) -> None:

@@ -188,6 +188,8 @@ def _setup(
     generator = torch.Generator()  # CPU: masks are drawn on CPU and moved by the model
     state = _State()
     _seed_all(seed, env.rank, generator)
+    if resume and env.rank == 0:  # what a save killed mid-write left beside the checkpoint
+        ckpt.remove_stale_temporaries(paths.checkpoint)
     if broadcast_flag(resume and paths.checkpoint.is_file(), env):
         payload = ckpt.load_checkpoint(paths.checkpoint, expected=fingerprint)
         # Load before DDP wraps the model: DDP broadcasts rank 0's weights when constructed.

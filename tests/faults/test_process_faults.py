@@ -4,9 +4,8 @@ publish, mid evaluation and mid data stage, and a full disk under a checkpoint; 
 Every scenario runs once per session (its outcome is shared by the tests below). The first test per
 scenario checks that the fault really struck (SIGKILL: exit status -9 at the chosen point; full disk:
 EFBIG reported, not a death by SIGXFSZ), then each guarantee on its own, so a failure names it.
-Guarantees d2v breaks today are listed in KNOWN_BUGS, skipped there and asserted by
-test_known_d2v_bug, a strict xfail each: fixing the bug turns it into a failure that asks for the
-entry's removal.
+Guarantees d2v breaks today go in KNOWN_BUGS (empty since the checkpoint fixes): test_process_fault
+skips those checks, so add an entry only with a strict-xfail test that shows the breakage.
 """
 
 from __future__ import annotations
@@ -22,26 +21,8 @@ from fault_scenarios_process import LAST, PREPARE_SHARDS, RUN_FILES, SCENARIOS
 from process_project import EVERY, STEPS
 
 # scenario -> guarantee -> why d2v breaks it today
-KNOWN_BUGS: dict[str, dict[str, str]] = {
-    "sigkill-mid-checkpoint-write": {
-        "partial_visible": (
-            "d2v.train.checkpoint leaves the killed save's temporary file (.checkpoint.d2v-tmp-*.safetensors "
-            "or .checkpoint.pt.d2v-tmp-*) in models/<m>/, and `d2v pretrain --resume` never removes it: "
-            "`d2v artifacts publish models/<m>` (collect_files) ships it and `dvc commit` caches it"),
-    },
-    "full-disk-mid-weights-write": {
-        "error_names_file": (
-            "a failed checkpoint write is not a D2VError: the CLI prints a traceback ending in "
-            "'SafetensorError: Error while serializing: I/O error: File too large (os error 27)', "
-            "which names no file"),
-    },
-    "full-disk-mid-checkpoint-commit": {
-        "error_names_file": (
-            "a failed checkpoint write is not a D2VError: the CLI prints a traceback ending in "
-            "'RuntimeError: [enforce fail at inline_container.cc:672] . unexpected pos ...' (torch.save's "
-            "zip writer masking the EFBIG), which names neither the file nor the cause"),
-    },
-}
+# (none at present: the checkpoint's leftover temporaries and its failed writes' errors are fixed)
+KNOWN_BUGS: dict[str, dict[str, str]] = {}
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="drives processes through /proc and prlimit(2)")
 
@@ -116,17 +97,6 @@ HOLDS = {
     "data_lost": lambda outcome, details: outcome.data_lost == "none",
     "error_names_file": lambda outcome, details: bool(details["error_names_file"]),
 }
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name, guarantee", [
-    pytest.param(name, guarantee, marks=pytest.mark.xfail(strict=True, reason=reason), id=f"{name}-{guarantee}")
-    for name, broken in KNOWN_BUGS.items() for guarantee, reason in broken.items()
-])
-def test_known_d2v_bug(name: str, guarantee: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Fails while the bug is there (test_process_fault checks, unmarked, that the fault struck)."""
-    outcome, details = _run(name, tmp_path_factory)
-    assert HOLDS[guarantee](outcome, details), f"{name}: {guarantee}: {outcome.outcome}"
 
 
 def test_known_bugs_name_real_scenarios_and_guarantees() -> None:

@@ -1,5 +1,11 @@
+import errno
+import json
+import os
 import random
+import subprocess
+import sys
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,12 +110,15 @@ def test_a_crash_between_the_two_writes_leaves_the_old_checkpoint(tmp_path, monk
     new["step"] = 8
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, new)
-    assert len(list(tmp_path.glob("checkpoint.*.safetensors"))) == 2  # new weights, not committed
+    # the new weights, never committed, are removed on the way out; the old checkpoint is untouched
+    assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.pt", weights_file_of(path).name}
     after = load_checkpoint(path)
     assert after["step"] == 7 and int(after["model"]["num_updates"]) == 0
     assert all(torch.equal(before[k], after["model"][k]) for k in before)
 
-    monkeypatch.undo()  # the next save commits and removes every unreferenced weights file
+    # a SIGKILL there leaves them behind: the next save commits and removes every unreferenced one
+    (tmp_path / "checkpoint.0123456789abcdef.safetensors").write_bytes(b"killed save's weights")
+    monkeypatch.undo()
     save_checkpoint(path, new)
     assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.pt", weights_file_of(path).name}
     assert int(load_checkpoint(path)["model"]["num_updates"]) == 1
@@ -166,3 +175,146 @@ def test_format_1_checkpoints_still_load_and_missing_or_swapped_weights_are_refu
     weights.unlink()
     with pytest.raises(CheckpointError, match=f"its weights file {weights.name} is missing"):
         load_checkpoint(path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stale temporaries and failed writes
+# --------------------------------------------------------------------------------------------------
+
+
+def test_a_save_removes_the_temporaries_a_killed_save_left_and_nothing_else(tmp_path) -> None:
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, _payload(StandInModel(), capture_rng(torch.Generator())))
+    stale = [".checkpoint.d2v-tmp-0badf00d.safetensors", ".checkpoint.pt.d2v-tmp-12ab34cd"]
+    others = [
+        ".other.d2v-tmp-0badf00d.safetensors",  # another checkpoint's (or file's) temporary
+        ".checkpoint.d2v-tmp-0badf00d.safetensors.bak",  # not d2v's pattern
+        ".checkpoint.d2v-tmp-nothex00.safetensors",
+        ".checkpoint.pt.d2v-tmp-12ab34cd-extra",
+        "checkpoint.d2v-tmp-0badf00d.safetensors",  # no leading dot: not d2v's name
+        "notes.txt",
+    ]
+    for name in stale + others:
+        (tmp_path / name).write_bytes(b"half")
+    (tmp_path / ".checkpoint.pt.d2v-tmp-deadbeef").mkdir()  # a directory is never d2v's temporary file
+    save_checkpoint(path, _payload(StandInModel(), capture_rng(torch.Generator())))
+    left = {p.name for p in tmp_path.iterdir()}
+    assert left == {"checkpoint.pt", weights_file_of(path).name, ".checkpoint.pt.d2v-tmp-deadbeef", *others}
+
+
+def test_resume_removes_a_killed_saves_temporary(tmp_path) -> None:
+    """The reproducer: a temporary beside the checkpoint of a run that is resumed is gone afterwards."""
+    from d2v.train._selftest import FINGERPRINT, SyntheticDataset, tiny_config
+    from d2v.train.distributed import DistEnv
+    from d2v.train.loop import RunPaths, pretrain
+
+    def run(steps: int, resume: bool) -> None:
+        torch.manual_seed(0)
+        paths = RunPaths(checkpoint=tmp_path / "ckpt.pt", metrics_dir=tmp_path / "metrics")
+        pretrain(StandInModel(), SyntheticDataset(64), tiny_config(max_steps=steps, checkpoint_every=4),
+                 modality="image", fingerprint=FINGERPRINT, seed=0, paths=paths, env=DistEnv(0, 1, 0, torch.device("cpu")),
+                 resume=resume)
+
+    run(4, resume=False)
+    (tmp_path / ".ckpt.d2v-tmp-0badf00d.safetensors").write_bytes(b"half")
+    run(8, resume=True)
+    assert not [p.name for p in tmp_path.iterdir() if ".d2v-tmp-" in p.name]
+    assert load_checkpoint(tmp_path / "ckpt.pt")["step"] == 8
+
+
+_FULL_DISK_CHILD = """
+import json, resource, sys, torch
+from pathlib import Path
+from d2v.train.checkpoint import CheckpointError, capture_rng, save_checkpoint
+from d2v.train._selftest import StandInModel
+sys.path.insert(0, sys.argv[1])
+from test_checkpoint import _payload
+path, limits = Path(sys.argv[2]), json.loads(sys.argv[3])
+model = StandInModel()
+model.ema_step()
+payload = _payload(model, capture_rng(torch.Generator()))
+payload["step"] = 8
+results = {}
+for which, limit in limits.items():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))  # Python ignores SIGXFSZ
+    try:
+        save_checkpoint(path, payload)
+        results[which] = {"error": None}
+    except CheckpointError as exc:
+        results[which] = {"error": str(exc), "files": sorted(p.name for p in path.parent.iterdir())}
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE makes writes fail with EFBIG on Linux")
+def test_a_full_disk_raises_a_checkpoint_error_naming_the_file_and_leaves_the_old_checkpoint(tmp_path) -> None:
+    """A real failed write: RLIMIT_FSIZE (EFBIG, where ENOSPC would strike) in a child process, inside the
+    weights file, then inside checkpoint.pt (torch's zip writer masks the OSError)."""
+    path = tmp_path / "checkpoint.pt"
+    payload = _payload(StandInModel(), capture_rng(torch.Generator()))
+    payload["progress"]["padding"] = "x" * 20000  # checkpoint.pt larger than the weights
+    save_checkpoint(path, payload)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    weights = weights_file_of(path).stat().st_size
+    assert path.stat().st_size > weights + 4000
+    limits = {"weights": weights // 2, "checkpoint": weights + 2000}
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK_CHILD, str(Path(__file__).parent), str(path), json.dumps(limits)],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for which in limits:
+        message = results[which]["error"]
+        assert message is not None, which
+        assert message.startswith(f"{path}: cannot write ") and "[Errno 27] File too large" in message, message
+        assert "the previous checkpoint is intact" in message and "\n" not in message
+        assert results[which]["files"] == sorted(before), results  # no temporary, no new weights
+    assert "weights file" in results["weights"]["error"]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert load_checkpoint(path)["step"] == 7
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_failed_commit_removes_the_new_weights_but_never_the_committed_ones(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "checkpoint.pt"
+    model = StandInModel()
+    save_checkpoint(path, _payload(model, capture_rng(torch.Generator())))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full_disk_in_zip_writer(obj, fh, *args, **kwargs):  # what torch.save raises on a full disk
+        fh.write(b"PK partial")
+        try:
+            _enospc()
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk_in_zip_writer)
+    for weights_of in (model, StandInModel()):  # the same weights (file already there) and new ones
+        with pytest.raises(CheckpointError) as info:
+            save_checkpoint(path, _payload(weights_of, capture_rng(torch.Generator())))
+        message = str(info.value)
+        assert f"{path}: cannot write the checkpoint: [Errno 28] No space left on device" in message
+        assert "the previous checkpoint is intact" in message
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 7
+
+
+def test_a_failed_weights_write_names_the_os_error_and_leaves_no_temporary(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "checkpoint.pt"
+
+    def rust_error(tensors, filename, metadata=None):  # safetensors reports the errno only in its text
+        Path(filename).write_bytes(b"half")
+        raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", rust_error)
+    with pytest.raises(CheckpointError) as info:
+        save_checkpoint(path, _payload(StandInModel(), capture_rng(torch.Generator())))
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot write its weights file") and "[Errno 28] No space left" in message
+    assert "no checkpoint was written" in message
+    assert list(tmp_path.iterdir()) == []
