@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 
@@ -37,6 +37,8 @@ class ArtifactsConfig:
     endpoint_url: str | None = None
     region: str | None = None
     profile: str | None = None
+    # The credentials that move champion pointers (promoter_config); None: the same as `profile`.
+    promoter_profile: str | None = None
     # Files at least this large go up in parts (S3 requires parts >= 5 MiB except the last).
     multipart_threshold_mb: int = 64
     multipart_chunk_mb: int = 16
@@ -46,4 +48,12 @@ class ArtifactsConfig:
     retry: RetryConfig = field(default_factory=RetryConfig)
 
 
-__all__ = ["ArtifactsConfig", "RetryConfig"]
+def promoter_config(cfg: ArtifactsConfig) -> ArtifactsConfig:
+    """The store settings of a promotion: under `promoter_profile` where one is set. With the
+    template's split roles, training credentials cannot move `champion`, only these can."""
+    if cfg.promoter_profile is None:
+        return cfg
+    return replace(cfg, profile=cfg.promoter_profile)
+
+
+__all__ = ["ArtifactsConfig", "RetryConfig", "promoter_config"]

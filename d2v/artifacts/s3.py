@@ -77,7 +77,10 @@ def make_client(cfg: ArtifactsConfig):  # -> botocore S3 client (untyped)
         # Custom endpoints (MinIO, moto, IP addresses) rarely resolve bucket sub-domains.
         s3={"addressing_style": "path"} if cfg.endpoint_url else None,
     )
-    return session.client("s3", endpoint_url=cfg.endpoint_url, config=client_config)
+    try:
+        return session.client("s3", endpoint_url=cfg.endpoint_url, config=client_config)
+    except botocore.exceptions.ProfileNotFound as exc:  # credentials are resolved here
+        raise ArtifactError(f"artifacts.profile: {exc}") from None
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -15,7 +15,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 from prefect.runtime import task_run
 
-from d2v.artifacts.config import ArtifactsConfig
+from d2v.artifacts.config import ArtifactsConfig, promoter_config
 from d2v.artifacts.errors import ArtifactNotFoundError
 from d2v.artifacts.store import ArtifactStore, Metric, check_run_id
 from d2v.config import load_params, to_mapping
@@ -87,8 +87,10 @@ def publish_run(root: str, cfg: ArtifactsConfig, run_id: str, modality: str,
 def promote(cfg: ArtifactsConfig, run_id: str, modality: str, score: Score, replacing: str | None) -> None:
     """Move champion:<modality> to `run_id` only if it is still `replacing`, the champion the
     decision was made against (compare-and-swap): a concurrent retrain that promoted first makes
-    this one fail with PointerConflictError instead of silently overwriting a better champion."""
-    ArtifactStore.from_config(cfg).promote(run_id, modality, Metric(score.name, score.value), replacing=replacing)
+    this one fail with PointerConflictError instead of silently overwriting a better champion.
+    Runs under `artifacts.promoter_profile` where set (the promoter role: training cannot promote)."""
+    ArtifactStore.from_config(promoter_config(cfg)).promote(run_id, modality, Metric(score.name, score.value),
+                                                            replacing=replacing)
     run_logger().info("champion:%s -> %s (%s=%g)", modality, run_id, score.name, score.value)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from d2v import MODALITIES
-from d2v.artifacts.config import ArtifactsConfig
+from d2v.artifacts.config import ArtifactsConfig, promoter_config
 from d2v.artifacts.errors import ArtifactError
 from d2v.artifacts.store import ArtifactStore, Metric, collect_files
 from d2v.config import DEFAULT_PARAMS_PATH, load_params, to_mapping
@@ -124,7 +124,7 @@ def run_get(args: argparse.Namespace) -> int:
 
 
 def run_promote(args: argparse.Namespace) -> int:
-    store = ArtifactStore.from_config(artifacts_config(args))
+    store = ArtifactStore.from_config(promoter_config(artifacts_config(args)))
     name, value = parse_metric(args.metric)
     pointer = store.promote(store.resolve(args.run), args.modality, Metric(name, value))
     print(f"champion:{pointer.modality} -> {pointer.run_id} ({name}={value:g})")
