@@ -255,8 +255,11 @@ class S3Backend:
 
 
 # What `d2v artifacts init` turns on, in order: old versions of every object kept (an overwrite or
-# delete can be undone), objects encrypted at rest by default (SSE-S3), and no public access.
-BUCKET_HARDENING = ("versioning", "default encryption", "public-access block")
+# delete can be undone), objects encrypted at rest by default (SSE-S3), no public access, and the
+# parts of multipart uploads that never completed (a publish that died) removed after a week.
+BUCKET_HARDENING = ("versioning", "default encryption", "public-access block", "incomplete-upload cleanup")
+ABORT_INCOMPLETE_UPLOADS_DAYS = 7
+_ABORT_RULE_ID = "d2v-abort-incomplete-uploads"
 
 
 def ensure_bucket(cfg: ArtifactsConfig, *, harden: bool = True) -> bool:
@@ -290,6 +293,7 @@ def harden_bucket(backend: S3Backend) -> None:
             Bucket=bucket, PublicAccessBlockConfiguration={
                 "BlockPublicAcls": True, "IgnorePublicAcls": True,
                 "BlockPublicPolicy": True, "RestrictPublicBuckets": True}),
+        "incomplete-upload cleanup": lambda: _add_abort_incomplete_uploads_rule(client, bucket),
     }
     for name in BUCKET_HARDENING:
         try:
@@ -300,6 +304,32 @@ def harden_bucket(backend: S3Backend) -> None:
                 "protected as d2v assumes. Fix the endpoint's settings or permissions, or run "
                 "`d2v artifacts init --no-harden` to accept an unprotected bucket knowingly"
             ) from exc
+
+
+def _lifecycle_rules(client, bucket: str) -> list[dict]:  # noqa: ANN001 - botocore client
+    try:
+        return list(client.get_bucket_lifecycle_configuration(Bucket=bucket).get("Rules", []))
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "NoSuchLifecycleConfiguration":
+            return []
+        raise
+
+
+def _add_abort_incomplete_uploads_rule(client, bucket: str) -> None:  # noqa: ANN001
+    """Add the rule unless one already aborts incomplete uploads bucket-wide; the bucket's other
+    lifecycle rules are kept (a lifecycle PUT replaces the whole configuration)."""
+    rules = _lifecycle_rules(client, bucket)
+    if any(_aborts_incomplete_uploads(rule) for rule in rules):
+        return
+    rules.append({"ID": _ABORT_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": ""},
+                  "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": ABORT_INCOMPLETE_UPLOADS_DAYS}})
+    client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+
+
+def _aborts_incomplete_uploads(rule: dict) -> bool:
+    prefix = rule.get("Filter", {}).get("Prefix", rule.get("Prefix", ""))
+    return (rule.get("Status") == "Enabled" and "AbortIncompleteMultipartUpload" in rule
+            and not prefix and not set(rule.get("Filter", {})) - {"Prefix"})
 
 
 def bucket_protection(backend: S3Backend) -> dict[str, bool]:
@@ -316,7 +346,12 @@ def bucket_protection(backend: S3Backend) -> dict[str, bool]:
         blocked = all(block.values())
     except botocore.exceptions.ClientError:
         blocked = False
-    return {"versioning": versioning, "default encryption": encrypted, "public-access block": blocked}
+    try:
+        cleanup = any(_aborts_incomplete_uploads(rule) for rule in _lifecycle_rules(client, bucket))
+    except botocore.exceptions.ClientError:
+        cleanup = False
+    return {"versioning": versioning, "default encryption": encrypted, "public-access block": blocked,
+            "incomplete-upload cleanup": cleanup}
 
 
 __all__ = ["BUCKET_HARDENING", "S3Backend", "bucket_protection", "ensure_bucket", "harden_bucket", "is_transient", "make_client", "parse_s3_uri"]

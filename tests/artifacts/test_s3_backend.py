@@ -179,3 +179,18 @@ def test_an_endpoint_that_cannot_harden_is_refused_with_the_reason(
     with pytest.raises(ArtifactError, match=r"SSE-S3 is not configured.*default encryption could not be enabled.*--no-harden"):
         harden_bucket(backend)
     assert bucket_protection(backend)["versioning"] and not bucket_protection(backend)["public-access block"]
+
+
+def test_init_adds_the_incomplete_upload_cleanup_and_keeps_the_buckets_own_rules(moto_server: str) -> None:
+    cfg = ArtifactsConfig(uri="s3://ruled-bucket", endpoint_url=moto_server)
+    ensure_bucket(cfg, harden=False)
+    client = S3Backend(cfg).client
+    own = {"ID": "tier-old-runs", "Status": "Enabled", "Filter": {"Prefix": "runs/"},
+           "Transitions": [{"Days": 30, "StorageClass": "STANDARD_IA"}]}
+    client.put_bucket_lifecycle_configuration(Bucket="ruled-bucket", LifecycleConfiguration={"Rules": [own]})
+    ensure_bucket(cfg)
+    ensure_bucket(cfg)  # idempotent: the rule is added once
+    rules = client.get_bucket_lifecycle_configuration(Bucket="ruled-bucket")["Rules"]
+    assert [r["ID"] for r in rules] == ["tier-old-runs", "d2v-abort-incomplete-uploads"]
+    assert rules[1]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert bucket_protection(S3Backend(cfg))["incomplete-upload cleanup"]
