@@ -45,16 +45,7 @@ import fault_scenarios_process as process_suite  # noqa: E402  (tests/faults is 
 import fault_scenarios_store as store_suite  # noqa: E402
 from d2v.atomic import atomic_write_json  # noqa: E402
 
-try:
-    from bench_train_step import matmul_peak_gflops  # a sibling script: the same measurement
-except ImportError:  # pragma: no cover - bench_train_step moved or its imports broke
-    def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b  # warm-up
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+from bench_train_step import matmul_peak_gflops  # noqa: E402 - a sibling script: the same measurement
 
 # The guarantees FaultOutcome.survived combines: name -> whether it held.
 GUARANTEES: dict[str, Callable[[Any], bool]] = {

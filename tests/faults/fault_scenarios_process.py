@@ -44,6 +44,7 @@ import resource
 import shutil
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,41 @@ def _resume(root: Path, details: dict[str, Any]) -> bool:
     return rerun.returncode == 0
 
 
+@dataclass(frozen=True)
+class _AfterKill:
+    """What a killed pretraining left, and what its `--resume` made of it."""
+
+    intact: bool  # the committed checkpoint files are exactly those at the kill
+    loads_after_kill: bool
+    rerun_ok: bool
+    loads_final: bool
+    left: list[str]  # temporaries in the model directory after the re-run
+    equal: bool  # final weights equal the undisturbed reference
+    why: str
+
+    @property
+    def partial_visible(self) -> bool:
+        return not self.loads_after_kill or not self.loads_final or bool(self.left)
+
+    @property
+    def data_lost(self) -> str:
+        return "none" if self.intact and self.loads_after_kill and self.equal else (self.why or "the committed checkpoint")
+
+
+def _resume_after_kill(root: Path, seen: dict[str, Any] | None, details: dict[str, Any]) -> _AfterKill:
+    committed = seen["checkpoint"] if seen else None
+    loads_after_kill, step_after_kill, error = _loads(root)
+    intact = checkpoint_files(root) == committed
+    details.update(checkpoint_step_at_kill=step_after_kill, load_error=error,
+                   temporaries_after_kill=temporaries(root / MODELS))
+    rerun_ok = _resume(root, details)
+    loads_final, _, _ = _loads(root)
+    left = temporaries(root / MODELS)
+    details["temporaries_after_rerun"] = left
+    equal, why = _equals_reference(root) if rerun_ok else (False, "re-run failed")
+    return _AfterKill(intact, loads_after_kill, rerun_ok, loads_final, left, equal, why)
+
+
 # ------------------------------------------------------------------------------ pretraining
 
 
@@ -174,17 +210,8 @@ def sigkill_mid_pretraining(tmp: Path) -> FaultOutcome:
         reap(victim)
     details.update(victim_rc=victim.returncode, killed_after_steps=seen and seen["steps"],
                    victim_tail=output[-800:])
-    committed = seen["checkpoint"] if seen else None
-    loads_after_kill, step_after_kill, error = _loads(root)
-    intact = checkpoint_files(root) == committed
-    details.update(checkpoint_step_at_kill=step_after_kill, load_error=error,
-                   temporaries_after_kill=temporaries(root / MODELS))
-
-    rerun_ok = _resume(root, details)
-    loads_final, _, _ = _loads(root)
-    left = temporaries(root / MODELS)
-    details["temporaries_after_rerun"] = left
-    equal, why = _equals_reference(root) if rerun_ok else (False, "re-run failed")
+    after = _resume_after_kill(root, seen, details)
+    intact, rerun_ok, equal, why, left = after.intact, after.rerun_ok, after.equal, after.why, after.left
     unchanged_inputs = _inputs(root, PREPARED) == inputs
     resumed = details.get("resumed_from")
     return FaultOutcome(
@@ -192,11 +219,11 @@ def sigkill_mid_pretraining(tmp: Path) -> FaultOutcome:
         target="pretrain",
         outcome=(f"killed (exit {victim.returncode}); --resume started at step {resumed}; "
                  + ("weights bit-identical" if equal else why)),
-        partial_visible=not loads_after_kill or not loads_final or bool(left),
+        partial_visible=after.partial_visible,
         published_changed=not intact or not unchanged_inputs,
         rerun_completed=rerun_ok,
         equals_undisturbed=equal,
-        data_lost="none" if intact and loads_after_kill and equal else (why or "the committed checkpoint"),
+        data_lost=after.data_lost,
         seconds=clock.seconds(),
     )
 
@@ -238,17 +265,8 @@ def sigkill_mid_checkpoint_write(tmp: Path) -> FaultOutcome:
     finally:
         reap(victim)
     details.update(victim_rc=victim.returncode, kill_state=seen, victim_tail=output[-800:])
-    committed = seen["checkpoint"] if seen else None
-    loads_after_kill, step_after_kill, error = _loads(root)
-    intact = checkpoint_files(root) == committed
-    details.update(checkpoint_step_at_kill=step_after_kill, load_error=error,
-                   temporaries_after_kill=temporaries(root / MODELS))
-
-    rerun_ok = _resume(root, details)
-    loads_final, _, _ = _loads(root)
-    left = temporaries(root / MODELS)
-    details["temporaries_after_rerun"] = left
-    equal, why = _equals_reference(root) if rerun_ok else (False, "re-run failed")
+    after = _resume_after_kill(root, seen, details)
+    intact, rerun_ok, equal, why, left = after.intact, after.rerun_ok, after.equal, after.why, after.left
     at = seen["steps"] if seen else step
     outcome = (f"killed (exit {victim.returncode}); --resume started at step {details.get('resumed_from')}; "
                + ("weights bit-identical" if equal else why))
@@ -258,11 +276,11 @@ def sigkill_mid_checkpoint_write(tmp: Path) -> FaultOutcome:
         fault=f"SIGKILL while the step-{at} checkpoint's {kind} file was being written (under its temporary name)",
         target="pretrain",
         outcome=outcome,
-        partial_visible=not loads_after_kill or not loads_final or bool(left),
+        partial_visible=after.partial_visible,
         published_changed=not intact,
         rerun_completed=rerun_ok,
         equals_undisturbed=equal,
-        data_lost="none" if intact and loads_after_kill and equal else (why or "the committed checkpoint"),
+        data_lost=after.data_lost,
         seconds=clock.seconds(),
     )
 
