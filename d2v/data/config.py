@@ -11,15 +11,33 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 
+ILSVRC2012_MD5 = {
+    "ILSVRC2012_img_train.tar": "1d675b47d978889d74fa0da5fadfb00e",
+    "ILSVRC2012_img_val.tar": "29b22e2961454d5413ddabcf34fc5622",
+    "ILSVRC2012_devkit_t12.tar.gz": "fa75699e90414af021442c21a62c3abf",
+}  # the official archives' md5 (as image-net.org publishes them)
+
+
 @dataclass(frozen=True)
 class ImageNetSource:
-    root: str  # local ImageFolder with train/<class>/* and val/<class>/* (s3:// is a TODO)
+    root: str  # train/ + val/ folders, the Kaggle layout, or the three ILSVRC2012 archives (s3:// is a TODO)
     max_per_class: int  # cap per class and split; 0 = everything
+    train_size: int = 0  # images of the official train split kept for train; 0 = all
+    valid_size: int = 10000  # held out of the official train split
+    test_size: int = 0  # images of the official val split (our test); 0 = all
+    md5: dict[str, str] = field(default_factory=lambda: dict(ILSVRC2012_MD5))  # archive -> md5
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    root: str  # your ImageFolder: train/<class>/* and optionally val/<class>/* (becomes test)
+    valid_fraction: float = 0.1  # of train/, held out (seeded, by file path)
+    test_fraction: float = 0.2  # of train/, held out as test when there is no val/
 
 
 @dataclass(frozen=True)
 class ImageConfig:
-    source: Literal["embedded", "imagenet"]
+    source: Literal["embedded", "imagenet", "folder"]
     fashion_mnist_dir: str  # Debian dataset-fashion-mnist IDX files
     image_size: int  # square side in pixels after resize (Fashion-MNIST is 28 natively)
     channels: Literal[1, 3]
@@ -28,14 +46,28 @@ class ImageConfig:
     test_size: int  # images kept from the official test split (0 = all)
     shard_size: int  # images per .npy shard
     imagenet: ImageNetSource
+    folder: FolderSource = FolderSource(root="")
+    workers: int = 0  # decode processes for file sources; 0 = one per core, 1 = in this process
+    max_skipped_fraction: float = 0.001  # unreadable images allowed per split before the stage fails
 
 
 @dataclass(frozen=True)
 class GlueSource:
-    base_url: str  # <base_url>/<TASK>.zip, the layout of the official GLUE task archives
+    base_url: str  # <base_url>/<archive>: the official GLUE task archives (CoLA.zip, QQP-clean.zip, ...)
     tasks: tuple[str, ...]
-    sha256: dict[str, str] = field(default_factory=dict)  # task -> archive sha256 ('' = record it)
+    sha256: dict[str, str] = field(default_factory=dict)  # downloaded file name -> sha256 (every file pinned)
     valid_fraction: float = 0.1  # held out of GLUE train; GLUE dev becomes our test split
+    senteval_url: str = "https://dl.fbaipublicfiles.com/senteval/senteval_data"  # MRPC's msr_paraphrase_*.txt
+    max_skipped_fraction: float = 0.001  # malformed rows (too few columns) allowed per file
+
+
+@dataclass(frozen=True)
+class TextCorpus:
+    """The pretraining corpus (and tokenizer input), whatever the downstream task source."""
+
+    source: Literal["embedded", "dir"] = "embedded"  # dir: your *.txt / *.jsonl files under `dir`
+    dir: str = ""
+    jsonl_field: str = "text"  # the field holding a document's text in *.jsonl files
 
 
 @dataclass(frozen=True)
@@ -54,21 +86,31 @@ class TextConfig:
     vocab_size: int
     tokenizer_sentences: int  # corpus lines sampled for sentencepiece training
     glue: GlueSource
+    corpus: TextCorpus = TextCorpus()
 
 
 @dataclass(frozen=True)
 class LibriSpeechSource:
     base_url: str  # <base_url>/<subset>.tar.gz (openslr resource 12 layout)
     pretrain: tuple[str, ...]
+    # LibriSpeech subsets, or one Libri-light fine-tuning set: librilight-10min | librilight-1h | librilight-10h
     asr_train: tuple[str, ...]
-    asr_valid: tuple[str, ...]
-    asr_test: tuple[str, ...]
-    md5: dict[str, str] = field(default_factory=dict)  # subset -> archive md5 (openslr publishes md5)
+    asr_valid: tuple[str, ...]  # first -> asr_valid (model selection); others -> extra test splits
+    asr_test: tuple[str, ...]  # first -> asr_test; each other -> its own test split asr_<subset>
+    md5: dict[str, str]  # subset -> archive md5 as openslr publishes it; '' = record the first download's
+    librilight_url: str  # librispeech_finetuning.tgz
+    librilight_sha256: str
+
+
+@dataclass(frozen=True)
+class AudioDirSource:
+    root: str  # every file under it with one of `extensions` is unlabelled pretraining speech
+    extensions: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class SpeechConfig:
-    source: Literal["embedded", "librispeech"]
+    source: Literal["embedded", "librispeech", "audio_dir"]
     asterisk_dir: str
     pretrain_languages: tuple[str, ...]  # Asterisk prompt sets used for unlabelled pretraining
     pretrain_seconds: float  # cap on pretraining audio (0 = all)
@@ -80,7 +122,9 @@ class SpeechConfig:
     asr_valid_fraction: float
     real_transcripts: str  # Asterisk English transcripts; when the file exists -> split asr_real
     shard_seconds: float  # audio per int16 shard
+    workers: int  # decode processes: 0 = one per core, 1 = in this process
     librispeech: LibriSpeechSource
+    audio_dir: AudioDirSource
 
 
 @dataclass(frozen=True)

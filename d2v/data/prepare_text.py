@@ -5,14 +5,17 @@ Layout:
   tasks/<task>.csv                     id, split, text_a, text_b ('' for single sentences), label
   meta.json                            tasks {name: {num_classes, pair, label_names}}, held_out count
 
-Leakage guard: every text used by a valid or test example of a downstream task (a WordNet gloss, a
-KJV verse on either side of a pair) is removed from the pretraining corpus and tokenizer input.
+Tasks come from `source` (embedded or GLUE), the corpus from `corpus.source` (embedded: WordNet,
+fortunes, KJV; dir: your *.txt / *.jsonl files, streamed, deduplicated by hash). Leakage guard:
+every text used by a valid or test example of a downstream task (a WordNet gloss, a KJV verse on
+either side of a pair) is removed from the pretraining corpus and tokenizer input.
 """
 
 from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -20,6 +23,7 @@ from d2v.data.config import TextConfig
 from d2v.atomic import atomic_dir, atomic_write_json
 from d2v.data.io import assign_split, write_csv
 from d2v.data.sources import text as src
+from d2v.data.sources.corpus import ByteProgress, corpus_files, read_documents, text_digest
 from d2v.data.sources.glue import read_glue_tasks
 from d2v.errors import D2VError
 
@@ -32,30 +36,67 @@ def vader_sdist_path(cfg: TextConfig, raw_dir: str | Path) -> Path:
 
 
 def prepare_text(cfg: TextConfig, seed: int, raw_dir: str | Path, out_dir: str | Path) -> dict[str, int]:
-    glosses = src.read_wordnet_glosses(cfg.wordnet_dir)
-    kjv = src.read_kjv()
+    embedded_corpus = cfg.corpus.source == "embedded"
+    # WordNet and the KJV feed the embedded tasks and corpus only (Debian packages a user may lack).
+    glosses = src.read_wordnet_glosses(cfg.wordnet_dir) if cfg.source == "embedded" or embedded_corpus else []
+    kjv = src.read_kjv() if cfg.source == "embedded" or embedded_corpus else {}
     if cfg.source == "embedded":
         tasks, meta = _embedded_tasks(cfg, seed, raw_dir, glosses, kjv)
     else:
         tasks, meta = read_glue_tasks(cfg.glue, seed, Path(raw_dir) / "text" / "glue")
     held_out = {ex[2] for rows in tasks.values() for ex in rows if ex[1] != "train"}
     held_out |= {ex[3] for rows in tasks.values() for ex in rows if ex[1] != "train" and ex[3]}
-    corpus = [g.text for g in glosses] + src.read_fortunes(cfg.fortunes_dir) + list(kjv.values())
-    corpus = sorted({line for line in corpus if line and line not in held_out})
-    random.Random(seed).shuffle(corpus)
-    corpus = corpus[: cfg.corpus_max_lines or len(corpus)]
     with atomic_dir(out_dir) as staging:
-        counts = {}
-        for split in ("train", "valid"):
-            lines = [t for t in corpus if _corpus_split(t, seed, cfg) == split]
-            (staging / f"corpus-{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-            counts[f"corpus_{split}"] = len(lines)
+        if embedded_corpus:
+            counts = _write_embedded_corpus(staging, cfg, seed, held_out, glosses, kjv)
+        else:
+            counts = _write_dir_corpus(staging, cfg, seed, {text_digest(t) for t in held_out})
         (staging / "tasks").mkdir()
         for name, rows in tasks.items():
             write_csv(staging / "tasks" / f"{name}.csv", TASK_COLUMNS, rows)
             counts[name] = len(rows)
-        atomic_write_json(staging / "meta.json", {"source": cfg.source, "tasks": meta,
-                                           "held_out_texts": len(held_out), "counts": counts})  # fmt: skip
+        record = {"source": cfg.source, "tasks": meta, "held_out_texts": len(held_out), "counts": counts}
+        if not embedded_corpus:  # the embedded default's meta.json stays as it always was
+            record["corpus"] = {"source": cfg.corpus.source, "dir": cfg.corpus.dir}
+        atomic_write_json(staging / "meta.json", record)
+    return counts
+
+
+def _write_embedded_corpus(staging: Path, cfg: TextConfig, seed: int, held_out: set[str], glosses, kjv) -> dict[str, int]:
+    corpus = [g.text for g in glosses] + src.read_fortunes(cfg.fortunes_dir) + list(kjv.values())
+    corpus = sorted({line for line in corpus if line and line not in held_out})
+    random.Random(seed).shuffle(corpus)
+    corpus = corpus[: cfg.corpus_max_lines or len(corpus)]
+    counts = {}
+    for split in ("train", "valid"):
+        lines = [t for t in corpus if _corpus_split(t, seed, cfg) == split]
+        (staging / f"corpus-{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        counts[f"corpus_{split}"] = len(lines)
+    return counts
+
+
+def _write_dir_corpus(staging: Path, cfg: TextConfig, seed: int, held_out: set[int]) -> dict[str, int]:
+    """Stream the user's documents into the two corpus files: first copy of each text only (by an
+    8-byte hash, so memory grows with distinct documents, not their size), held-out texts dropped,
+    split by a stable hash of the text. corpus_max_lines keeps the first lines in file order."""
+    files = corpus_files(cfg.corpus.dir)
+    progress = ByteProgress(f"prepare text corpus {cfg.corpus.dir}", sum(p.stat().st_size for p in files))
+    seen: set[int] = set()
+    counts = {"corpus_train": 0, "corpus_valid": 0}
+    with open(staging / "corpus-train.txt", "w", encoding="utf-8", newline="\n") as train, \
+         open(staging / "corpus-valid.txt", "w", encoding="utf-8", newline="\n") as valid:  # fmt: skip
+        outputs: dict[str, TextIO] = {"train": train, "valid": valid}
+        for text in read_documents(files, cfg.corpus.jsonl_field, progress):
+            digest = text_digest(text)
+            if digest in seen or digest in held_out:
+                continue
+            seen.add(digest)
+            split = _corpus_split(text, seed, cfg)
+            outputs[split].write(text + "\n")
+            counts[f"corpus_{split}"] += 1
+            if cfg.corpus_max_lines and len(seen) >= cfg.corpus_max_lines:
+                break
+    progress.close(f"{counts['corpus_train']} train + {counts['corpus_valid']} valid documents from {len(files)} files")
     return counts
 
 

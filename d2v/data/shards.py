@@ -25,10 +25,12 @@ goes, so peak memory is one shard per split plus the workers' items in flight:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing
 import os
 import shutil
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -209,13 +211,22 @@ def read_journal(staging: Path, split: str) -> ResumeState:
 def parallel_map(fn: Callable[[In], Out], items: Iterable[In], workers: int, chunksize: int = 16) -> Iterator[Out]:
     """`map(fn, items)` in order, over `workers` spawned processes (in this process when <= 1).
 
-    `fn` must be a module-level function (it is pickled to the workers)."""
+    `fn` must be a module-level function (it is pickled to the workers). At most `2 * workers` chunks
+    are in flight: `Pool.imap` would read the whole input and pile up results whenever the caller
+    (writing shards) is slower than the workers, so memory would grow with the dataset."""
     if workers <= 1:
         yield from map(fn, items)
         return
     context = multiprocessing.get_context("spawn")
+    window: deque = deque()
+    source = iter(items)
     with context.Pool(workers) as pool:
-        yield from pool.imap(fn, items, chunksize=chunksize)
+        while True:
+            while len(window) < 2 * workers and (chunk := list(itertools.islice(source, chunksize))):
+                window.append(pool.map_async(fn, chunk))
+            if not window:
+                return
+            yield from window.popleft().get()
 
 
 def default_workers() -> int:

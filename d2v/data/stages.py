@@ -10,7 +10,9 @@ import subprocess
 from pathlib import Path
 
 from d2v.data.config import DataConfig
-from d2v.data.download import download, extract, pip_download_sdist, sha256_file
+from d2v.data.download import pip_download_sdist, sha256_file
+from d2v.data.sources.corpus import describe_corpus
+from d2v.data.sources.glue import download_glue
 from d2v.atomic import atomic_dir, atomic_write_json
 from d2v.errors import D2VError
 from d2v.layout import DOWNLOAD_CACHE_DIR as CACHE_DIR
@@ -27,9 +29,13 @@ def run_download(cfg: DataConfig, modality: str) -> dict:
 
 
 def _download_image(cfg: DataConfig, out: Path) -> dict:
-    if cfg.image.source == "imagenet":
-        # ImageNet's licence forbids automatic download: the stage records what the user provides.
-        return {"source": "imagenet", "root": cfg.image.imagenet.root}
+    if cfg.image.source in ("imagenet", "folder"):
+        from d2v.data.sources.imagenet import describe_local_source
+
+        # ImageNet's licence forbids automatic download: the stage records what the user provides,
+        # with a digest of its listing so that DVC sees a changed dataset (prepare hashes the bytes).
+        root = cfg.image.imagenet.root if cfg.image.source == "imagenet" else cfg.image.folder.root
+        return {"source": cfg.image.source, **describe_local_source(root)}
     root = Path(cfg.image.fashion_mnist_dir)
     files = sorted(root.glob("*-ubyte.gz"))
     if len(files) != 4:
@@ -39,30 +45,27 @@ def _download_image(cfg: DataConfig, out: Path) -> dict:
 
 def _download_text(cfg: DataConfig, out: Path) -> dict:
     t = cfg.text
+    corpus = {} if t.corpus.source == "embedded" else {"corpus": describe_corpus(t.corpus.dir)}
     if t.source == "glue":
-        digests = {}
-        for task in t.glue.tasks:
-            cached = CACHE_DIR / "glue" / f"{task}.zip"
-            digests[task] = download(f"{t.glue.base_url}/{task}.zip", cached, t.glue.sha256.get(task, ""))
-            (out / "glue").mkdir(exist_ok=True)
-            shutil.copy2(cached, out / "glue" / f"{task}.zip")
-        return {"source": "glue", "sha256": digests}
+        digests = download_glue(t.glue, CACHE_DIR / "glue", out / "glue")
+        return {"source": "glue", "sha256": digests, **corpus}
     sdist = pip_download_sdist("vaderSentiment", t.vader_version, t.vader_sha256, CACHE_DIR / "pypi")
     shutil.copy2(sdist, out / sdist.name)
     return {"source": "embedded", "vader_sdist": {sdist.name: t.vader_sha256},
-            "packages": _debian_versions(["wordnet-base", "fortunes", "bible-kjv", "sword-text-web"])}  # fmt: skip
+            "packages": _debian_versions(["wordnet-base", "fortunes", "bible-kjv", "sword-text-web"]), **corpus}  # fmt: skip
 
 
 def _download_speech(cfg: DataConfig, out: Path) -> dict:
     s = cfg.speech
     if s.source == "librispeech":
-        ls = s.librispeech
-        digests = {}
-        for subset in sorted({*ls.pretrain, *ls.asr_train, *ls.asr_valid, *ls.asr_test}):
-            cached = CACHE_DIR / "librispeech" / f"{subset}.tar.gz"
-            digests[subset] = download(f"{ls.base_url}/{subset}.tar.gz", cached, ls.md5.get(subset, ""), "md5")
-            extract(cached, out / "librispeech")
-        return {"source": "librispeech", "md5": digests}
+        from d2v.data.sources.librispeech import download_librispeech
+
+        return {"source": "librispeech", **download_librispeech(s.librispeech, CACHE_DIR, out)}
+    if s.source == "audio_dir":
+        # Your own files: recorded by name and size (hashing hours of audio would double the stage).
+        root = Path(s.audio_dir.root)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+        return {"source": "audio_dir", "root": str(root), "files": len(files), "bytes": sum(p.stat().st_size for p in files)}
     packages = [f"asterisk-core-sounds-{lang}-g722" for lang in s.pretrain_languages] + ["flite"]
     return {"source": "embedded", "packages": _debian_versions(packages)}
 

@@ -4,6 +4,7 @@ data/prepared/text layout:
   spm.model, spm.vocab           unigram, byte fallback, FIXED ids pad=0 unk=1 bos=2 eos=3 <mask>=4
   tokens-<split>.bin             raw little-endian ids (uint16 when vocab <= 65536, else int32):
                                  every corpus line encoded and followed by EOS, concatenated
+                                 (streamed in batches, with a progress line: any corpus size)
   offsets-<split>.npy            int64 (n_lines + 1,): line k is tokens[offsets[k]:offsets[k+1]]
   tasks/<task>.csv               copied from the interim directory (raw text; readers encode)
   meta.json                      vocab_size, dtype, special ids, n_tokens per split, tasks
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from d2v.core.types import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
 from d2v.atomic import atomic_dir, atomic_write_json
-from d2v.data.io import write_npy
+from d2v.data.shards import RateProgress
+from d2v.progress import Progress
 from d2v.errors import D2VError
 
 MASK_PIECE = "<mask>"
@@ -30,9 +33,23 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype("<u2") if vocab_size <= 2**16 else np.dtype("<i4")
 
 
+def count_lines(corpus: Path) -> int:
+    """Lines as `corpus_lines` yields them (a last line without a newline counts)."""
+    with open(corpus, "rb") as f:
+        return sum(1 for _ in f)
+
+
+def corpus_lines(corpus: Path) -> Iterator[str]:
+    """The corpus one line at a time; only a newline ends a line (prepare writes one document per line)."""
+    with open(corpus, encoding="utf-8", newline="\n") as f:
+        for line in f:
+            yield line.removesuffix("\n")
+
+
 def train_tokenizer(corpus: Path, model_path: Path, vocab_size: int, sentences: int, seed: int) -> None:
     """Train on a seeded sample of corpus lines (we sample, not sentencepiece, to stay deterministic).
 
+    Only the sampled lines are held here (sentencepiece keeps its own copy of what it trains on).
     Sentences go in as an iterator and the model comes back as bytes: given file paths, sentencepiece
     records them in the model, and the staging directory's random name made every run's spm.model
     (and so the DVC hash of data/prepared/text) differ."""
@@ -40,10 +57,13 @@ def train_tokenizer(corpus: Path, model_path: Path, vocab_size: int, sentences: 
 
     import sentencepiece as spm
 
-    lines = corpus.read_text(encoding="utf-8").splitlines()
-    if sentences and sentences < len(lines):
-        keep = np.sort(np.random.default_rng(seed).choice(len(lines), sentences, replace=False))
-        lines = [lines[i] for i in keep]
+    n_lines = count_lines(corpus)
+    lines: Iterable[str] = corpus_lines(corpus)
+    if sentences and sentences < n_lines:
+        keep = np.sort(np.random.default_rng(seed).choice(n_lines, sentences, replace=False))
+        lines = _lines_at(corpus, keep)
+    Progress("tokenize text", 0, bar=False).message(
+        f"training sentencepiece (vocab {vocab_size}) on {min(sentences or n_lines, n_lines)} of {n_lines} lines")
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
@@ -56,6 +76,19 @@ def train_tokenizer(corpus: Path, model_path: Path, vocab_size: int, sentences: 
     except RuntimeError as exc:
         raise D2VError(f"{corpus}: sentencepiece training failed: {exc}") from exc
     model_path.write_bytes(model.getvalue())
+
+
+def _lines_at(corpus: Path, sorted_indices: np.ndarray) -> list[str]:
+    wanted = iter(sorted_indices.tolist())
+    target = next(wanted, None)
+    picked = []
+    for index, line in enumerate(corpus_lines(corpus)):
+        if index == target:
+            picked.append(line)
+            target = next(wanted, None)
+            if target is None:
+                break
+    return picked
 
 
 def load_tokenizer(root: str | Path):
@@ -73,17 +106,41 @@ def load_tokenizer(root: str | Path):
 
 
 def encode_corpus(sp, corpus: Path, out_dir: Path, split: str, dtype: np.dtype) -> int:
-    lines = corpus.read_text(encoding="utf-8").splitlines()
-    lengths = np.zeros(len(lines) + 1, np.int64)  # (n_lines + 1,)
+    """Encode the corpus batch by batch straight into tokens-<split>.bin and offsets-<split>.npy
+    (memory-mapped), so memory holds one batch whatever the corpus size."""
+    n_lines = count_lines(corpus)
+    # Same bytes as np.save of the finished array: numpy writes the same header for both.
+    offsets = np.lib.format.open_memmap(out_dir / f"offsets-{split}.npy", mode="w+", dtype=np.int64,
+                                        shape=(n_lines + 1,))  # fmt: skip
+    offsets[0] = 0
+    n_batches = -(-n_lines // _ENCODE_BATCH)
+    progress = RateProgress(f"tokenize text {split}", n_lines, unit="lines", every=_ENCODE_BATCH * max(1, n_batches // 10))
+    done = 0
     with open(out_dir / f"tokens-{split}.bin", "wb") as f:
-        for start in range(0, len(lines), _ENCODE_BATCH):
-            batch = sp.encode(lines[start : start + _ENCODE_BATCH])
+        for batch_lines in _batches(corpus_lines(corpus), _ENCODE_BATCH):
+            batch = sp.encode(batch_lines)
             flat = np.fromiter((t for ids in batch for t in (*ids, EOS_ID)), dtype=dtype)
             f.write(flat.tobytes())
-            lengths[start + 1 : start + 1 + len(batch)] = [len(ids) + 1 for ids in batch]
-    offsets = np.cumsum(lengths)
-    write_npy(out_dir / f"offsets-{split}.npy", offsets)
-    return int(offsets[-1])
+            lengths = np.fromiter((len(ids) + 1 for ids in batch), np.int64, len(batch))
+            offsets[done + 1 : done + 1 + len(batch)] = offsets[done] + np.cumsum(lengths)
+            done += len(batch)
+            progress.update(done)
+    progress.close()
+    n_tokens = int(offsets[-1])
+    offsets.flush()
+    del offsets
+    return n_tokens
+
+
+def _batches(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def tokenize(interim_dir: str | Path, out_dir: str | Path, vocab_size: int, sentences: int, seed: int) -> dict:

@@ -29,6 +29,7 @@ from d2v.atomic import atomic_write_json
 from d2v.core.types import SPEECH_SAMPLE_RATE
 from d2v.data.gx import Check, run_checkpoint
 from d2v.data.prepare_speech import MAX_LABELLED_SECONDS, MIN_SECONDS
+from d2v.data.text_rules import allowed_splits, expected_classes, task_rule
 from d2v.errors import D2VError
 from d2v.layout import data_docs_dir
 
@@ -43,7 +44,7 @@ FACTS_READ: dict = {}  # tables of numbers, names and error messages: pandas' de
 OVERLAP_READ = {"dtype": {"id": "str", "side": "str", "transcript": "str", "text_a": "str", "text_b": "str"},
                 "keep_default_na": False}  # fmt: skip
 FACTS_DIR = "facts"
-SPEECH_TEST_SPLITS = ("asr_test", "asr_real")
+SPEECH_EXTRA_TEST = ("asr_real",)  # test splits beside asr_test when meta.json lists none (embedded)
 Built = tuple[list[Check], dict[str, int]]  # the checks and the rows of each table
 
 
@@ -71,6 +72,8 @@ def validate(modality: str, prepared_dir: str | Path, report_path: str | Path, m
     failed = [r for r in records if not r["success"]]
     report = {"modality": modality, "success": not failed, "n_expectations": len(records),
               "n_failed": len(failed), "rows": rows, "results": records}  # fmt: skip
+    if modality == "image" and "layout" in _meta(root):  # file sources; the embedded report stays as it was
+        report["dataset"] = _image_dataset(root)
     atomic_write_json(report_path, report)
     if failed:
         lines = [_failure_line(r) for r in failed[:5]]
@@ -140,6 +143,14 @@ def _overlap(train: pd.DataFrame, test: pd.DataFrame, columns: list[str]) -> pd.
     return pd.concat(sides, ignore_index=True)
 
 
+def _image_dataset(root: Path) -> dict:
+    """What the report says about images from files beyond the checks: where they came from, the size
+    and content digest of each split, and every skipped image."""
+    meta = _meta(root)
+    keys = ("source", "layout", "root", "splits", "content_sha256", "skipped")
+    return {key: meta[key] for key in keys if key in meta}
+
+
 def _image(root: Path, facts: Path) -> Built:
     meta, file = _meta(root), str(root / "manifest.csv")
     manifest = pd.read_csv(file, **IMAGE_READ)
@@ -169,7 +180,7 @@ def _speech(root: Path, facts: Path, max_seconds: float) -> Built:
     shards = _shard_facts(root, manifest, describe)
     header = pd.DataFrame([{"id": "meta.json", "sample_rate": meta.get("sample_rate"), "dtype": meta.get("dtype")}])
     overlap = _overlap(manifest[manifest["split"] == "asr_train"],
-                       manifest[manifest["split"].isin(SPEECH_TEST_SPLITS)], ["transcript"])  # fmt: skip
+                       manifest[manifest["split"].isin(_speech_test_splits(meta))], ["transcript"])  # fmt: skip
     limits = {"min_samples": int(MIN_SECONDS * SPEECH_SAMPLE_RATE),
               "max_samples": int(max_seconds * SPEECH_SAMPLE_RATE) + 1,
               "max_labelled_samples": int(MAX_LABELLED_SECONDS * SPEECH_SAMPLE_RATE),
@@ -183,7 +194,13 @@ def _speech(root: Path, facts: Path, max_seconds: float) -> Built:
               {}, OVERLAP_READ),
     ]  # fmt: skip
     rows = {"manifest": len(manifest), "shards": len(shards), "meta": 1, "transcript_overlap": len(overlap)}
+    rows |= {f"manifest.{split}": int(n) for split, n in manifest["split"].value_counts(sort=False).sort_index().items()}
     return checks, rows
+
+
+def _speech_test_splits(meta: dict) -> list[str]:
+    """asr_test and every extra test split (LibriSpeech: one per evaluation subset)."""
+    return ["asr_test", *meta.get("extra_test_splits", SPEECH_EXTRA_TEST)]
 
 
 def _text(root: Path, facts: Path) -> Built:
@@ -208,23 +225,48 @@ def _stream_facts(root: Path, split: str, dtype: np.dtype) -> dict:
 
 
 def _task(root: Path, facts: Path, task: str, info: dict) -> Built:
+    """The task table, its train/test overlap and its labels, under the task's rule (text_rules)."""
     path = root / "tasks" / f"{task}.csv"
     rows = pd.read_csv(path, **TASK_READ)
-    overlap = _overlap(rows[rows["split"] == "train"], rows[rows["split"] == "test"], ["text_a", "text_b"])
+    rule, classes = task_rule(task), expected_classes(task, info["num_classes"])
+    test_sides = rows["split"].str.startswith("test")  # MNLI's test_mismatched is a test side too
+    overlap = _overlap(rows[rows["split"] == "train"], rows[test_sides], ["text_a", "text_b"])
     checks = [
         Check(task, path, str(path), "text.task", {"min_text_b_length": 1 if info["pair"] else 0}, TASK_READ,
               f"text.task.{task}"),
+        Check(task, path, str(path), "text.splits", {"splits": allowed_splits(task)}, TASK_READ, f"text.splits.{task}"),
         Check(f"{task}.pair_overlap", _facts(facts, f"{task}.pair_overlap", overlap), str(path), "text.pair_overlap",
               {}, OVERLAP_READ, f"text.pair_overlap.{task}"),
     ]  # fmt: skip
     counts = {task: len(rows), f"{task}.pair_overlap": len(overlap)}
-    if info["num_classes"] > 1:  # 1 = a regression task: no label range, no class balance
-        shares = _class_shares(rows)
+    if classes == 1 and rule.score_range is not None:  # regression: scores in range, no class balance
+        low, high = rule.score_range
+        checks.append(Check(task, path, str(path), "text.scores", {"min_score": low, "max_score": high}, TASK_READ,
+                            f"text.scores.{task}"))  # fmt: skip
+    if classes > 1:
+        shares = _text_class_shares(rows, classes if rule.classes is not None else None)
         checks += [
-            Check(task, path, str(path), "text.labels", {"max_label": info["num_classes"] - 1}, TASK_READ,
-                  f"text.labels.{task}"),
+            Check(task, path, str(path), "text.labels", {"max_label": classes - 1}, TASK_READ, f"text.labels.{task}"),
             Check(f"{task}.class_shares", _facts(facts, f"{task}.class_shares", shares), str(path),
-                  "shared.class_shares", {}, FACTS_READ, f"shared.class_shares.{task}"),
+                  "text.class_shares", {"min_share": rule.min_share, "max_share": rule.max_share}, FACTS_READ,
+                  f"text.class_shares.{task}"),
         ]  # fmt: skip
         counts[f"{task}.class_shares"] = len(shares)
     return checks, counts
+
+
+def _text_class_shares(rows: pd.DataFrame, classes: int | None) -> pd.DataFrame:
+    """_class_shares, plus a 0-share row for each expected class a split lacks (when the task's rule
+    names its classes): a lost class then fails the rule's minimum share."""
+    shares = _class_shares(rows)
+    if classes is None or shares.empty:
+        return shares
+    labels = pd.to_numeric(shares["label"], errors="coerce")
+    missing = [{"split": split, "label": label, "count": 0, "split_rows": int(group["split_rows"].iloc[0]), "share": 0.0}
+               for split, group in shares.groupby("split", sort=True)
+               for label in range(classes) if label not in set(labels[group.index])]  # fmt: skip
+    if not missing:
+        return shares
+    extra = pd.DataFrame(missing)
+    extra.insert(0, "id", extra["split"] + "/label=" + extra["label"].astype(str))
+    return pd.concat([shares, extra], ignore_index=True).sort_values(["split", "label"], ignore_index=True)

@@ -33,8 +33,9 @@ class EvalResult:
     train_losses: list[float] = field(default_factory=list)  # one per update, in order
     # speech: split ("test" and each extra split) -> characters emitted / reference characters
     output_ratios: dict[str, float] = field(default_factory=dict)
-    # speech: extra test split -> (hypotheses, references), one per utterance, for its interval
-    extra_transcripts: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)
+    # extra test split -> (outputs, references), one per example, for its interval: speech transcripts,
+    # or a text task's predictions (MNLI's mismatched dev set)
+    extra_transcripts: dict[str, tuple[list[Any], list[Any]]] = field(default_factory=dict)
 
     @property
     def extra_test_sizes(self) -> dict[str, int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -151,8 +151,11 @@ def finetune(
     collate: Collate | None = None,
     augment: Augment | None = None,
     where: str = "fine-tuning",
+    extra_test_splits: Sequence[str] = (),
 ) -> EvalResult:
-    """Fine-tune a copy of `encoder` on splits["train"]; score splits["test"]."""
+    """Fine-tune a copy of `encoder` on splits["train"]; score splits["test"]. The same fine-tuned
+    model also predicts each of `extra_test_splits` that exists (MNLI's mismatched dev set): those
+    outputs are kept in `extra_transcripts` (split -> (predictions, references)), unscored."""
     train_set = take_subset(get_split(splits, "train", where), cfg.n_train, seed)
     test_set = take_subset(get_split(splits, "test", where), n_test, seed + 1)
     train_labels = collect_labels(train_set, f"{where}: train split", collate)
@@ -190,6 +193,11 @@ def finetune(
 
     test_outputs, test_labels = predict(model, test_set, collate)
     metrics, predictions = score(test_outputs, test_labels, regression)
+    extra = {}
+    for name in extra_test_splits:
+        if name in splits and len(splits[name]) > 0:  # type: ignore[arg-type]
+            outputs, labels = predict(model, take_subset(splits[name], n_test, seed + 1), collate)
+            extra[name] = (score(outputs, labels, regression)[1], labels.tolist())
     return EvalResult(
         metrics=metrics,
         n_train=len(train_labels),
@@ -197,4 +205,5 @@ def finetune(
         predictions=predictions,
         references=test_labels.tolist(),
         train_losses=losses,
+        extra_transcripts=extra,
     )

@@ -47,6 +47,9 @@ from d2v.eval.significance import (
 
 EncoderFactory = Callable[[], FeatureEncoder]
 Splits = Mapping[str, Dataset]
+# Task -> its extra test splits and the record each becomes: GLUE reports MNLI on both dev sets, from
+# one fine-tuning (the prepared mnli.csv holds dev_mismatched as split "test_mismatched").
+TEXT_EXTRA_TEST: dict[str, dict[str, str]] = {"mnli": {"test_mismatched": "mnlimm"}}
 
 
 def _top1(result: EvalResult) -> SubsetScore:
@@ -114,14 +117,41 @@ def sample_batch(splits: Splits, collate: Collate | None, where: str) -> Batch:
 def glue_task(
     encoder: FeatureEncoder, splits: Splits, task: str, cfg: TextEvalConfig, collate: Collate | None
 ) -> EvalResult:
-    """Fine-tune on one task and score it as GLUE does (`score` = the task's primary number)."""
+    """Fine-tune on one task and score it as GLUE does (`score` = the task's primary number). MNLI's
+    model also scores the mismatched dev set (`<split>_score`), as GLUE reports MNLI-mm."""
     result = finetune(
         encoder, splits, cfg.finetune, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed,
-        collate=collate, where=f"text task {task}",
+        collate=collate, where=f"text task {task}", extra_test_splits=tuple(TEXT_EXTRA_TEST.get(glue_task_key(task), {})),
     )
-    regression = "pearson" in result.metrics
-    result.metrics = glue_task_metrics(glue_task_kind(task, regression), result.predictions, result.references)
+    kind = glue_task_kind(task, "pearson" in result.metrics)
+    result.metrics = glue_task_metrics(kind, result.predictions, result.references)
+    for split, (predictions, references) in result.extra_transcripts.items():
+        result.metrics[f"{split}_score"] = glue_task_metrics(kind, predictions, references)["score"]
     return result
+
+
+def _extra_split_records(task: str, comparison: Comparison, seed: int) -> list[BaselineRecord]:
+    """A task record per extra test split of `task` (MNLI -> mnlimm), from the same fine-tuned runs."""
+    records = []
+    for split, record_task in TEXT_EXTRA_TEST.get(glue_task_key(task), {}).items():
+        runs = [comparison.pretrained, comparison.random_init, comparison.input_baseline]
+        if split not in comparison.pretrained.extra_transcripts:
+            continue
+        ours, theirs, words = (_as_split(run, split) if run is not None else None for run in runs)
+        scorer = _glue_score(task)
+        interval = paired_interval(scorer, ours, theirs, seed)
+        record = make_record(record_task, "score", ours, theirs, comparison.record.wall_time_s, interval=interval)
+        if words is not None:
+            record = with_input_baseline(record, ours, words, str(comparison.record.input_baseline_name), scorer, seed)
+        records.append(record)
+    return records
+
+
+def _as_split(result: EvalResult, split: str) -> EvalResult:
+    """`result` as if `split` were its test split: its outputs there and their score."""
+    moved = result.on_split(split)
+    return replace(moved, metrics={**result.metrics, "score": result.metrics[f"{split}_score"]},
+                   n_test=len(moved.references))  # fmt: skip
 
 
 def evaluate_text(
@@ -149,6 +179,7 @@ def evaluate_text(
             side_by_side=side_by_side, input_baseline=words,
         )
     records = [glue_average_record(comparisons, cfg.seed), *(c.record for c in comparisons.values())]
+    records += [r for task, c in comparisons.items() for r in _extra_split_records(task, c, cfg.seed)]
     write_eval_metrics(Path(out_dir) / "text.json", records)
     return records
 

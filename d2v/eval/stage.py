@@ -29,8 +29,11 @@ from d2v.train.run import build_pretraining_model, prepared_meta, prepared_shape
 # Prepared split names -> the procedures' names. Models never see the test split before scoring.
 IMAGE_SPLITS = {"train": "train", "valid": "valid", "test": "test"}
 SPEECH_SPLITS = {"train": "asr_train", "test": "asr_test"}
-SPEECH_EXTRA_TEST = ("asr_real",)  # the real Asterisk prompts, when prepared
-TEXT_SPLITS = {"train": "train", "test": "test"}
+# Scored and reported one by one beside asr_test: the prepared meta.json lists them (LibriSpeech: one per
+# further evaluation subset); a meta.json without the list is the embedded set's: the real Asterisk prompts.
+SPEECH_EXTRA_TEST = ("asr_real",)
+# test_mismatched: MNLI's mismatched dev set (GLUE); empty for every other task, and then not scored.
+TEXT_SPLITS = {"train": "train", "test": "test", "test_mismatched": "test_mismatched"}
 
 
 def load_pretrained(modality: str, choice: ModelChoice, data_root: Path, checkpoint: Path) -> FeatureEncoder:
@@ -72,7 +75,7 @@ def evaluate_modality(
         assert isinstance(cfg, SpeechEvalConfig)
         records = evaluate_speech(
             pretrained, random_init, speech_splits(choice, data_root), cfg, out_dir, collate=SpeechCollate(crop=False),
-            extra_test_splits=SPEECH_EXTRA_TEST, side_by_side=side_by_side,
+            extra_test_splits=speech_extra_test_splits(data_root), side_by_side=side_by_side,
             input_baseline=log_mel_on_model_grid(choice, data_root),
         )
     elif modality == "text":
@@ -115,6 +118,11 @@ def _csv_number(value: float | None) -> str:
     return "" if value is None else f"{value:.6f}"
 
 
+def speech_extra_test_splits(data_root: Path) -> tuple[str, ...]:
+    """The test splits scored separately beside asr_test, as the prepare stage recorded them."""
+    return tuple(prepared_meta(data_root).get("extra_test_splits", SPEECH_EXTRA_TEST))
+
+
 def speech_splits(choice: ModelChoice, data_root: Path) -> dict[str, Dataset]:
     """The ASR splits (and the real prompts, when prepared), read as the model expects them: each
     utterance normalised on its own when `speech.normalize_waveform` is set. The model's front end
@@ -126,7 +134,7 @@ def speech_splits(choice: ModelChoice, data_root: Path) -> dict[str, Dataset]:
     splits: dict[str, Dataset] = {
         name: SpeechDataset(data_root, split, normalize=normalize) for name, split in SPEECH_SPLITS.items()
     }
-    for split in SPEECH_EXTRA_TEST:
+    for split in speech_extra_test_splits(data_root):
         try:
             splits[split] = SpeechDataset(data_root, split, normalize=normalize)
         except D2VError:  # not prepared (the transcripts file is optional): skip that test set

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from d2v.data.config import DataConfig
+from d2v.data.sources.librispeech import extra_split_name
+
 
 @dataclass(frozen=True)
 class PaperNumber:
@@ -38,11 +41,32 @@ _OUR_DATA = {
     ("image", "embedded"): "Fashion-MNIST 28x28 greyscale, linear probe on frozen features",
     ("image", "imagenet"): "ImageNet-1K subset as configured, linear probe on frozen features",
     ("speech", "embedded"): "CTC letters on flite TTS speech (held-out voice), greedy decoding, no LM",
-    ("speech", "librispeech"): "CTC letters on LibriSpeech as configured, greedy decoding, no LM",
+    ("speech", "librispeech"): "CTC letters on LibriSpeech {subset} (the subset beside the paper's), greedy decoding, no LM",
+    ("speech", "audio_dir"): "CTC letters on flite TTS speech (held-out voice), greedy decoding, no LM; pretrained on your audio",
     ("text", "embedded"): "GLUE-style average of the embedded tasks (SST-2-like, MRPC-like, supersense)",
     ("text", "glue"): "GLUE-style average of the configured GLUE tasks (dev split, one run)",
 }
 
 
-def our_data(modality: str, source: str) -> str:
-    return _OUR_DATA.get((modality, source), f"{modality} data from source {source!r}")
+def our_data(modality: str, source: str, subset: str = "") -> str:
+    return _OUR_DATA.get((modality, source), f"{modality} data from source {source!r}").replace("{subset}", subset)
+
+
+PAPER_SPEECH_SUBSET = "test-other"  # Table 2's column: the number ours must be measured on to compare
+
+
+def our_comparison(ref: PaperNumber, data: DataConfig) -> tuple[str, str]:
+    """(our task, what it measures) to set beside `ref`. On LibriSpeech the paper's test-other WER sits
+    beside our test-other WER: asr_test when test-other is the main test subset, else its own split
+    (asr_test_other); without test-other prepared, the words name the subset the number comes from."""
+    source = getattr(data, ref.modality).source
+    if ref.modality != "speech" or source != "librispeech":
+        return ref.our_task, our_data(ref.modality, source)
+    main = data.speech.librispeech.asr_test[0]
+    extra = (*data.speech.librispeech.asr_valid[1:], *data.speech.librispeech.asr_test[1:])
+    if main != PAPER_SPEECH_SUBSET and PAPER_SPEECH_SUBSET in extra:
+        return f"ctc_{extra_split_name(PAPER_SPEECH_SUBSET)}_wer", our_data("speech", source, PAPER_SPEECH_SUBSET)
+    words = our_data("speech", source, main)
+    if main != PAPER_SPEECH_SUBSET:
+        words += "; test-other is not prepared, so this is NOT the paper's test set"
+    return ref.our_task, words

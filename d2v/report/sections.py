@@ -17,7 +17,7 @@ from d2v.report.document import Block, Figure, Links, Note, Paragraph, Section, 
 from d2v.layout import REPORTS_DIR, data_docs_dir
 from d2v.report.inputs import EvalRecord, ModalityInputs
 from d2v.report.plots import confusion_matrix, pretraining_curves
-from d2v.report.reference import PAPER_NUMBERS, our_data
+from d2v.report.reference import PAPER_NUMBERS, our_comparison
 
 NOT_RUN = "not run"
 # Metrics that are fractions in the files and read as percentages (the paper's unit).
@@ -284,10 +284,10 @@ def reference_section(ctx: ReportContext) -> Section:
     rows = []
     for ref in PAPER_NUMBERS:
         m = by_name.get(ref.modality)
-        ours = _find(m, ref.our_task)
+        task, words = our_comparison(ref, ctx.params.data)  # like with like (LibriSpeech: test-other)
+        ours = _find(m, task)
         steps = m.pretrain.summary.get("steps") if m and m.pretrain else None
-        source = getattr(ctx.params.data, ref.modality).source
-        our_scale = (f"{our_data(ref.modality, source)}. Scale: {_model_words(ctx.params, ref.modality)}, "
+        our_scale = (f"{words}. Scale: {_model_words(ctx.params, ref.modality)}, "
                      f"{fmt(steps)} pretraining steps")
         our_value = (f"{task_label(ref.modality, ours)}, {ours.metric}{' %' if is_percent(ours.metric) else ''}: "
                      f"{metric_value(ours, ours.pretrained)}" if ours else NOT_RUN)

@@ -82,9 +82,10 @@ def test_librispeech_layout_downloads_and_parses(http_root, tmp_path):
 
 def test_glue_archive_layout(tmp_path):
     (tmp_path / "glue").mkdir()
-    with zipfile.ZipFile(tmp_path / "glue" / "RTE.zip", "w") as zf:
+    with zipfile.ZipFile(tmp_path / "RTE.zip", "w") as zf:
         zf.writestr("RTE/train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA b.\tC d.\tentailment\n1\tE.\tF.\tnot_entailment\n")
         zf.writestr("RTE/dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\tG.\tH.\tentailment\n")
+    extract(tmp_path / "RTE.zip", tmp_path / "glue")  # the download stage unpacks every GLUE zip
     tasks, meta = read_glue_tasks(GlueSource("http://x", ("RTE",), {}, 0.0), 0, tmp_path / "glue")
     assert [r[1:] for r in tasks["rte"]] == [("train", "A b.", "C d.", 0), ("train", "E.", "F.", 1), ("test", "G.", "H.", 0)]
     assert meta["rte"] == {"num_classes": 2, "pair": True, "label_names": ["entailment", "not_entailment"]}

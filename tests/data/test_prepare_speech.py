@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from d2v.config import load_params
-from d2v.data.prepare_speech import _asterisk_unlabelled
+from d2v.data.prepare_speech import _asterisk_unlabelled, decode_job
 from d2v.data.sources.speech import decode_g722
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,7 +34,7 @@ def test_empty_prompt_files_are_skipped_and_reported(prompt_dir, capsys):
     # asterisk-core-sounds-ru ships a 0-byte is.g722; "pretrain_seconds: 0 = all" used to stop on it.
     (prompt_dir / "is.g722").write_bytes(b"")
     utterances = _asterisk_unlabelled(_config(0), 0, {"es": prompt_dir}, set())
-    assert sorted(u.id for u in utterances) == [f"es/{name}" for name in PROMPTS]
+    assert sorted(u.key for u in utterances) == [f"es/{name}" for name in PROMPTS]
     assert all(u.split == "train" and u.speaker == "asterisk-es" for u in utterances)
     assert "skipped 1 empty prompt file(s)" in capsys.readouterr().err
 
@@ -43,7 +43,14 @@ def test_budget_and_held_out_prompts(prompt_dir):
     lengths = {name: len(decode_g722(prompt_dir / f"{name}.g722")) for name in PROMPTS}
     held = {"es/vm-deleted"}
     everything = _asterisk_unlabelled(_config(0), 0, {"es": prompt_dir}, held)
-    assert sorted(u.id for u in everything) == ["es/vm-changeto", "es/vm-sorry"]
+    assert sorted(u.key for u in everything) == ["es/vm-changeto", "es/vm-sorry"]
     # A budget smaller than one prompt still takes that whole prompt, then stops.
     one = _asterisk_unlabelled(_config(min(lengths.values()) / 16_000 / 2), 0, {"es": prompt_dir}, held)
-    assert len(one) == 1 and len(one[0].audio) == lengths[one[0].id.split("/")[1]]
+    assert len(one) == 1 and len(decode_job(one[0]).pieces[0][1]) == lengths[one[0].key.split("/")[1]]
+
+
+def test_the_budget_counts_g722_samples_from_the_file_size(prompt_dir):
+    # The budget is spent while listing, before any audio is decoded: 64 kbit/s G.722 = 2 samples a byte.
+    for name in PROMPTS:
+        path = prompt_dir / f"{name}.g722"
+        assert len(decode_g722(path)) == 2 * path.stat().st_size

@@ -114,3 +114,17 @@ def test_a_staging_dir_of_another_fingerprint_is_discarded(tmp_path: Path) -> No
     assert not old.exists()
     assert sorted(p.name for p in out.iterdir()) == ["meta.json"]
     assert sorted(p.name for p in out.parent.iterdir()) == ["image"]
+
+
+def test_parallel_map_reads_its_input_only_a_window_ahead() -> None:
+    pulled = []
+
+    def source():
+        for x in range(1000):
+            pulled.append(x)
+            yield x
+
+    results = parallel_map(_square, source(), workers=2, chunksize=4)
+    assert next(results) == 0
+    assert len(pulled) <= 2 * 2 * 4  # four chunks in flight, not the whole input
+    assert list(results) == [x * x for x in range(1, 1000)]

@@ -78,6 +78,26 @@ def test_evaluate_text_scores_glue_style_with_average(tmp_path) -> None:
         evaluate_text(factory(), factory, {"sst2": splits["sst2"]}, cfg, tmp_path)
 
 
+def test_mnli_is_fine_tuned_once_and_also_scored_on_the_mismatched_dev_set(tmp_path, monkeypatch) -> None:
+    from d2v.eval import runner
+
+    calls = []
+    real_finetune = runner.finetune
+    monkeypatch.setattr(runner, "finetune", lambda *a, **k: calls.append(k["where"]) or real_finetune(*a, **k))
+    cfg = TextEvalConfig(tasks=("mnli", "sst2"), pooling="mean", max_len=8, n_test=None, seed=0, finetune=FT)
+    factory = lambda: StandInEncoder(TokenEmbed(32, 16), 16, 2, with_cls=False)  # noqa: E731
+    mnli = text_task(False)
+    mnli["test_mismatched"] = Subset(mnli["test"].dataset, range(40, 70))  # another dev set, same labels
+    records = evaluate_text(factory(), factory, {"mnli": mnli, "sst2": text_task(False)}, cfg, tmp_path)
+    assert [r.task for r in records] == ["average", "mnli", "sst2", "mnlimm"]
+    assert len([c for c in calls if c == "text task mnli"]) == 3  # pretrained, random init, bag of words: once each
+    mm = records[-1]
+    assert mm.n_test == 30 and mm.n_train == records[1].n_train
+    assert mm.delta_ci95_low is not None and mm.input_baseline is not None
+    assert records[0].pretrained == pytest.approx((records[1].pretrained + records[2].pretrained) / 2)  # mm not averaged
+    assert json.loads((tmp_path / "text.json").read_text())["mnlimm"]["metric"] == "score"
+
+
 def test_evaluate_speech_records_wer_cer_and_extra_split(tmp_path) -> None:
     cfg = SpeechEvalConfig(
         steps=4, lr=1e-3, batch_size=4, weight_decay=0.0, freeze_feature_encoder=True, freeze_encoder_steps=0,

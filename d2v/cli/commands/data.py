@@ -35,8 +35,18 @@ def run(args: argparse.Namespace) -> int:
             raise D2VError("data tokenize: only the text modality has a tokenizer")
         result = stages.run_tokenize(params.data, params.seed)
     else:
-        result = stages.run_validate(params.data, args.modality)
-        result = {k: result[k] for k in ("success", "n_expectations", "n_failed")}
+        report = stages.run_validate(params.data, args.modality)
+        result = {k: report[k] for k in ("success", "n_expectations", "n_failed")}
+        _print_dataset(report.get("dataset", {}))
     summary = json.dumps(result, default=str)
     print(f"d2v data {args.action} {args.modality}: {summary[:400]} ({time.perf_counter() - start:.1f} s)")
     return 0
+
+
+def _print_dataset(dataset: dict) -> None:
+    """Data from files (ImageNet, your own folder): each split's size and every skipped item, by name."""
+    for split, count in dataset.get("splits", {}).items():
+        skipped = dataset.get("skipped", {}).get(split, [])
+        print(f"  {split}: {count} items, {len(skipped)} skipped")
+        for item in skipped:
+            print(f"    skipped {item['item']}: {item['reason']}")

@@ -1,8 +1,11 @@
-"""Image sources: IDX files (Fashion-MNIST, MNIST) and ImageFolder trees (ImageNet)."""
+"""Image sources: IDX files (Fashion-MNIST, MNIST) and ImageFolder trees (ImageNet, your own folders)."""
 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import io
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -65,10 +68,19 @@ def list_image_folder(root: str | Path) -> tuple[list[str], list[tuple[Path, int
 
 def load_image(path: Path, size: int, channels: int) -> np.ndarray:
     """Decode, resize the shorter side to `size`, centre-crop: uint8 (size, size, channels)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise D2VError(f"{path}: cannot read image ({exc})") from exc
+    return decode_image(data, size, channels, str(path))
+
+
+def decode_image(data: bytes, size: int, channels: int, name: str) -> np.ndarray:
+    """`load_image` on bytes already read (the decode worker hashes the same bytes)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img = img.convert("L" if channels == 1 else "RGB")
             scale = size / min(img.size)
             new = (max(size, round(img.width * scale)), max(size, round(img.height * scale)))
@@ -76,6 +88,15 @@ def load_image(path: Path, size: int, channels: int) -> np.ndarray:
             left, top = (img.width - size) // 2, (img.height - size) // 2
             img = img.crop((left, top, left + size, top + size))
             array = np.asarray(img, dtype=np.uint8)
-    except (OSError, UnidentifiedImageError, SyntaxError) as exc:
-        raise D2VError(f"{path}: cannot decode image ({exc})") from exc
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise D2VError(f"{name}: cannot decode image ({exc})") from exc
     return array.reshape(size, size, channels)
+
+
+def listing_digest(root: Path, files: Iterable[Path]) -> str:
+    """sha256 over the sorted (path relative to `root`, size) pairs: cheap (one stat per file), and it
+    changes when a file is added, removed, renamed or rewritten with another size."""
+    digest = hashlib.sha256()
+    for relative, size in sorted((p.relative_to(root).as_posix(), p.stat().st_size) for p in files):
+        digest.update(f"{relative}\t{size}\n".encode("utf-8"))
+    return digest.hexdigest()
