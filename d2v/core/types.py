@@ -19,7 +19,7 @@ Batch = Mapping[str, Tensor]
 # Sentencepiece ids fixed by the tokenizer stage (d2v/data): text models rely on them.
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3, 4
 
-SPEECH_SAMPLE_RATE = 16_000
+from d2v.audio import SPEECH_SAMPLE_RATE  # noqa: E402,F401  (re-exported: models and eval read it here)
 
 
 @dataclass

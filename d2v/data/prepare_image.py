@@ -40,6 +40,7 @@ from d2v.data.shards import (
     fingerprint,
     parallel_map,
     resumable_dir,
+    worker_pool,
 )
 from d2v.data.sources.image import (
     FASHION_MNIST_CLASSES,
@@ -138,11 +139,11 @@ def prepare_image(
     plan = _file_plan(cfg, seed, Path(cache_dir))
     print(f"[prepare image] {plan.source}: {plan.layout} at {plan.root}", file=sys.stderr)
     listing = _plan_listing(plan)
-    workers = cfg.workers or default_workers()
-    decoders = {name: _file_decoder(items, cfg, workers) for name, items in plan.splits.items()}
     sizes = {name: len(items) for name, items in plan.splits.items()}
     extra = {"root": str(plan.root), "layout": plan.layout}
-    return _prepare(cfg, seed, out_dir, listing, decoders, sizes, plan.classes, extra)
+    with worker_pool(cfg.workers or default_workers()) as pool:
+        decoders = {name: _file_decoder(items, cfg, pool) for name, items in plan.splits.items()}
+        return _prepare(cfg, seed, out_dir, listing, decoders, sizes, plan.classes, extra)
 
 
 def _prepare(cfg: ImageConfig, seed: int, out_dir: str | Path, listing: str, decoders: dict[str, Decoder],
@@ -336,10 +337,10 @@ def _plan_listing(plan: FilePlan) -> str:
     return listing_digest(plan.root, files)
 
 
-def _file_decoder(items: list[FileItem], cfg: ImageConfig, workers: int) -> Decoder:
+def _file_decoder(items: list[FileItem], cfg: ImageConfig, pool: Any) -> Decoder:
     def decode(start: int) -> Iterator[Decoded]:
         tasks = [(item.path, cfg.image_size, cfg.channels) for item in items[start:]]
-        for item, (image, sha, reason) in zip(items[start:], parallel_map(_decode_file, tasks, workers)):
+        for item, (image, sha, reason) in zip(items[start:], parallel_map(_decode_file, tasks, 1, pool=pool)):
             yield Decoded(item.id, item.label, image, sha, reason)
 
     return decode

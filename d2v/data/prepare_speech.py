@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from d2v.atomic import atomic_write_json
-from d2v.core.types import SPEECH_SAMPLE_RATE
+from d2v.audio import SPEECH_SAMPLE_RATE
 from d2v.data.config import SpeechConfig
 from d2v.data.io import assign_split, write_csv
 from d2v.data.shards import RateProgress, ShardWriter, SkipLog, default_workers, fingerprint, parallel_map, resumable_dir

@@ -14,7 +14,8 @@ goes, so peak memory is one shard per split plus the workers' items in flight:
   source item). A new writer reads the journal back: the shards it names are trusted, anything after
   the last journal line is written again. A split's source items must come in a fixed order.
 - `parallel_map`: an ordered map over worker processes (spawned: torch and libgomp do not survive a
-  fork); `workers <= 1` maps in this process, which is what the embedded default uses.
+  fork), at most two chunks per worker in flight; `workers <= 1` maps in this process, which is what
+  the embedded default uses. `worker_pool` shares one pool between the splits of a stage.
 - `ChannelMoments`: per-channel mean and std from exact integer sums of uint8 pixels, so the result
   does not depend on shard boundaries, worker count or summation order.
 - `SkipLog`: items a stage skipped (a corrupt JPEG, an unreadable file), with the reason; the stage
@@ -208,25 +209,48 @@ def read_journal(staging: Path, split: str) -> ResumeState:
 # ------------------------------------------------------------------------------------------ workers
 
 
-def parallel_map(fn: Callable[[In], Out], items: Iterable[In], workers: int, chunksize: int = 16) -> Iterator[Out]:
-    """`map(fn, items)` in order, over `workers` spawned processes (in this process when <= 1).
-
-    `fn` must be a module-level function (it is pickled to the workers). At most `2 * workers` chunks
-    are in flight: `Pool.imap` would read the whole input and pile up results whenever the caller
-    (writing shards) is slower than the workers, so memory would grow with the dataset."""
+@contextmanager
+def worker_pool(workers: int) -> Iterator[Any]:
+    """A pool of `workers` spawned processes to share between `parallel_map` calls (None when <= 1):
+    a stage that maps split after split starts its workers once (each spawn re-imports the modules)."""
     if workers <= 1:
-        yield from map(fn, items)
+        yield None
         return
-    context = multiprocessing.get_context("spawn")
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread_per_worker) as pool:
+        yield pool
+
+
+def _one_thread_per_worker() -> None:
+    """Workers are the parallelism: a worker's torch (resampling) or numpy using every core as well
+    would oversubscribe the machine. Runs before the first task imports either."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+
+
+def parallel_map(
+    fn: Callable[[In], Out], items: Iterable[In], workers: int, chunksize: int = 16, pool: Any = None
+) -> Iterator[Out]:
+    """`map(fn, items)` in order, over `pool` or `workers` spawned processes (in this process when
+    neither: no pool and workers <= 1).
+
+    `fn` must be a module-level function (it is pickled to the workers). At most two chunks per
+    worker are in flight: `Pool.imap` would read the whole input and pile up results whenever the
+    caller (writing shards) is slower than the workers, so memory would grow with the dataset."""
+    if pool is None:
+        if workers <= 1:
+            yield from map(fn, items)
+            return
+        with worker_pool(workers) as own:
+            yield from parallel_map(fn, items, workers, chunksize, own)
+        return
     window: deque = deque()
     source = iter(items)
-    with context.Pool(workers) as pool:
-        while True:
-            while len(window) < 2 * workers and (chunk := list(itertools.islice(source, chunksize))):
-                window.append(pool.map_async(fn, chunk))
-            if not window:
-                return
-            yield from window.popleft().get()
+    while True:
+        while len(window) < 2 * getattr(pool, "_processes", 1) and (chunk := list(itertools.islice(source, chunksize))):
+            window.append(pool.map_async(fn, chunk))
+        if not window:
+            return
+        yield from window.popleft().get()
 
 
 def default_workers() -> int:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from d2v.atomic import atomic_write_json
-from d2v.core.types import SPEECH_SAMPLE_RATE
+from d2v.audio import SPEECH_SAMPLE_RATE
 from d2v.data.gx import Check, run_checkpoint
 from d2v.data.prepare_speech import MAX_LABELLED_SECONDS, MIN_SECONDS
 from d2v.data.text_rules import allowed_splits, expected_classes, task_rule

@@ -89,3 +89,16 @@ def test_glue_archive_layout(tmp_path):
     tasks, meta = read_glue_tasks(GlueSource("http://x", ("RTE",), {}, 0.0), 0, tmp_path / "glue")
     assert [r[1:] for r in tasks["rte"]] == [("train", "A b.", "C d.", 0), ("train", "E.", "F.", 1), ("test", "G.", "H.", 0)]
     assert meta["rte"] == {"num_classes": 2, "pair": True, "label_names": ["entailment", "not_entailment"]}
+
+
+def test_hashing_a_large_file_shows_progress_and_gives_the_same_digest(tmp_path, monkeypatch, capsys) -> None:
+    import hashlib
+
+    from d2v.data import download as download_module
+
+    path = tmp_path / "archive.tar"
+    path.write_bytes(bytes(range(256)) * (3 * 4096))  # 3 MiB
+    monkeypatch.setattr(download_module, "PROGRESS_BYTES", 1 << 20)
+    monkeypatch.setenv("CI", "1")  # plain lines, not a bar
+    assert download_module.file_digest(path, "md5") == hashlib.md5(path.read_bytes()).hexdigest()
+    assert "[md5 archive.tar] 3/3 MiB" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from d2v.core.types import SPEECH_SAMPLE_RATE
+from d2v.audio import SPEECH_SAMPLE_RATE
 from d2v.errors import D2VError
 
 
