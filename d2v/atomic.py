@@ -108,6 +108,18 @@ def atomic_write_json(path: str | Path, obj: Any, *, sort_keys: bool = True) -> 
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
+def replace_dir(staging: Path, target: Path) -> None:
+    """Put the finished directory `staging` where `target` is (same parent), replacing it."""
+    if target.exists():
+        # Directories cannot be renamed over a non-empty one: move the old aside first.
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(staging, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(staging, target)
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield an empty staging directory that replaces `target` only if the block succeeds."""
@@ -116,14 +128,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}{TMP_MARKER}", dir=target.parent))
     try:
         yield staging
-        if target.exists():
-            # Directories cannot be renamed over a non-empty one: move the old aside first.
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, target)
+        replace_dir(staging, target)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -138,5 +143,6 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "durable_replace",
+    "replace_dir",
     "is_temporary",
 ]

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from d2v.atomic import TMP_MARKER
+from d2v.atomic import TMP_MARKER, replace_dir
 from d2v.data.io import write_npy
 from d2v.errors import D2VError
 from d2v.progress import Progress
@@ -92,13 +92,7 @@ def resumable_dir(out_dir: str | Path, stage_print: str) -> Iterator[Path]:
     (staging / JOURNAL).unlink(missing_ok=True)
     for leftover in staging.glob(f"*{TMP_MARKER}*"):  # a temporary of a killed write, never committed
         leftover.unlink()
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(staging, out_dir)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, out_dir)
+    replace_dir(staging, out_dir)
 
 
 # ------------------------------------------------------------------------------------------- shards
