@@ -657,7 +657,8 @@ def sigkill_mid_prepare(tmp: Path) -> FaultOutcome:
     parent = (root / PREPARED).parent
 
     def staging() -> list[Path]:
-        return [p for p in parent.iterdir() if p.is_dir() and p.name.startswith(f".{MODALITY}.d2v-tmp-")]
+        # prepare stages in a resumable directory named by its fingerprint (d2v/data/shards.py)
+        return [p for p in parent.iterdir() if p.is_dir() and p.name.startswith(f".{MODALITY}.partial-")]
 
     def written() -> dict[str, Any] | None:
         shards = sum(1 for d in staging() for f in d.iterdir() if f.name.endswith(".npy"))
