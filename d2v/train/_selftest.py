@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-delay", type=float, default=0.0, help="seconds to sleep per update")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run-id", default=None, help="the run identity --resume compares (default: none)")
     args = parser.parse_args(argv)
     env = init_distributed()
     try:
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = RunPaths(checkpoint=args.out / "ckpt.pt", metrics_dir=args.out / "metrics")
         pretrain(
             model, SyntheticDataset(64), cfg, modality="image", fingerprint=FINGERPRINT,
-            seed=args.seed, paths=paths, env=env, resume=args.resume,
+            seed=args.seed, paths=paths, env=env, resume=args.resume, run_id=args.run_id,
         )
         torch.save(model.state_dict(), args.out / f"weights-rank{env.rank}.pt")
     except D2VError as exc:

@@ -304,9 +304,12 @@ def build_payload(
     step: int,
     position: DataPosition,
     progress: dict[str, Any],
+    run: str | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint layout. `model_state` holds student + teacher (+ the EMA update counter)."""
+    """The checkpoint layout. `model_state` holds student + teacher (+ the EMA update counter);
+    `run` is the run identity (d2v/train/run_identity.py) that `--resume` compares."""
     return {
+        "run": run,
         "format_version": FORMAT_VERSION,
         "fingerprint": asdict(fingerprint),
         "model": model_state,
@@ -317,6 +320,12 @@ def build_payload(
         "data_position": asdict(position),
         "progress": progress,
     }
+
+
+def run_of(path: str | Path) -> str | None:
+    """The run identity a checkpoint was written by (None: older checkpoints, or none recorded);
+    reads the small torch file only, not the weights."""
+    return _read_state(Path(path)).get("run")
 
 
 def load_checkpoint(path: str | Path, expected: ModelFingerprint | None = None) -> dict[str, Any]:

@@ -18,6 +18,9 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +62,32 @@ class NonFiniteLossError(D2VError):
 class RunPaths:
     checkpoint: Path  # e.g. models/pretrain/image.pt; overwritten atomically
     metrics_dir: Path  # e.g. metrics/pretrain; gets <modality>/ (DVCLive: metrics.json, plots/metrics/*.tsv)
+
+
+class Preempted(D2VError):
+    """SIGTERM stopped pretraining; the checkpoint of the last finished step is saved."""
+
+
+class _TermSignal:
+    """While active, SIGTERM (a preempted pod, `kill`, Prefect cancelling) only sets `received`: the
+    loop finishes its step, saves and stops. Outside the main thread signals cannot be caught, and
+    the default (die at once; resume from the last periodic checkpoint) stays."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_TermSignal":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
 
 
 @dataclass
@@ -113,12 +142,17 @@ def pretrain(
     env: DistEnv,
     collate_fn: Callable[[list[Any]], Any] | None = None,
     resume: bool = False,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Train `model` for `cfg.max_steps` updates; return the summary (also written by rank 0)."""
+    """Train `model` for `cfg.max_steps` updates; return the summary (also written by rank 0).
+
+    `resume`: continue from `paths.checkpoint` when it exists and was written by the run `run_id`
+    names (d2v/train/run_identity.py); a checkpoint of another run is replaced from step 0. SIGTERM
+    (preemption) saves a checkpoint after the current step and stops with `Preempted`."""
     validate_train_config(cfg, f"pretrain.{modality}")
     if not callable(getattr(model, "ema_step", None)):
         raise D2VError(f"pretrain: {type(model).__name__} has no ema_step(); it is not a data2vec model")
-    trainer, state = _setup(model, cfg, fingerprint, seed, paths, env, resume)
+    trainer, state = _setup(model, cfg, fingerprint, seed, paths, env, resume, run_id)
     sampler = ResumableSampler(_sized(dataset), env, seed, cfg.batch_size)
     if sampler.batches_per_epoch() < 1:
         raise D2VError(
@@ -137,13 +171,19 @@ def pretrain(
         f"{cfg.batch_size * cfg.grad_accum * env.world_size} start_step={state.step}"
     )
     try:
-        while state.step < cfg.max_steps:
-            row = _train_step(trainer, stream, state)
-            if env.is_main:
-                metrics.append(row)
-            progress.update(state.step, {k: row[k] for k in ("loss", "lr", "samples_per_s")})
-            if state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
-                _save(trainer, state, fingerprint, paths.checkpoint)
+        with _TermSignal() as term:
+            while state.step < cfg.max_steps:
+                row = _train_step(trainer, stream, state)
+                if env.is_main:
+                    metrics.append(row)
+                progress.update(state.step, {k: row[k] for k in ("loss", "lr", "samples_per_s")})
+                stop = broadcast_flag(term.received, env)  # every rank stops at the same step
+                if stop or state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
+                    _save(trainer, state, fingerprint, paths.checkpoint, run_id)
+                if stop and state.step < cfg.max_steps:
+                    raise Preempted(f"pretrain {modality}: stopped by SIGTERM after step {state.step} of "
+                                    f"{cfg.max_steps}; checkpoint saved to {paths.checkpoint}; run again with "
+                                    "--resume (dvc repro does) to continue")  # fmt: skip
     finally:
         progress.close()
     summary = _summary(state, cfg, env, modality)
@@ -181,6 +221,7 @@ def _setup(
     paths: RunPaths,
     env: DistEnv,
     resume: bool,
+    run_id: str | None = None,
 ) -> tuple[_Trainer, _State]:
     model.to(env.device)
     optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
@@ -190,7 +231,7 @@ def _setup(
     _seed_all(seed, env.rank, generator)
     if resume and env.rank == 0:  # what a save killed mid-write left beside the checkpoint
         ckpt.remove_stale_temporaries(paths.checkpoint)
-    if broadcast_flag(resume and paths.checkpoint.is_file(), env):
+    if broadcast_flag(resume and env.rank == 0 and _same_run(paths.checkpoint, run_id), env):
         payload = ckpt.load_checkpoint(paths.checkpoint, expected=fingerprint)
         # Load before DDP wraps the model: DDP broadcasts rank 0's weights when constructed.
         model.load_state_dict(payload["model"])
@@ -206,6 +247,20 @@ def _setup(
         forward = torch.compile(forward)
     model.train()
     return _Trainer(model, forward, optimizer, scheduler, generator, env, cfg), state
+
+
+def _same_run(path: Path, run_id: str | None) -> bool:
+    """Whether the checkpoint at `path` continues this run; says why not when it exists but does not."""
+    if not path.is_file():
+        return False
+    if run_id is None:  # the caller did not identify the run (tests, d2v's own tools): trust the path
+        return True
+    found = ckpt.run_of(path)
+    if found != run_id:
+        print(f"[pretrain] {path} was written by another run (model, recipe, seed, data or code changed, "
+              "or a checkpoint from before run identities): starting from step 0", file=sys.stderr)  # fmt: skip
+        return False
+    return True
 
 
 def _state_from(payload: dict[str, Any]) -> _State:
@@ -361,7 +416,8 @@ def _record_loss(state: _State, loss: float) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def _save(trainer: _Trainer, state: _State, fingerprint: ckpt.ModelFingerprint, path: Path) -> None:
+def _save(trainer: _Trainer, state: _State, fingerprint: ckpt.ModelFingerprint, path: Path,
+          run_id: str | None = None) -> None:
     """Collective: every rank contributes its RNG state; rank 0 writes; all wait for the file."""
     rng_per_rank = gather_objects(ckpt.capture_rng(trainer.generator), trainer.env)
     if trainer.env.is_main:
@@ -374,6 +430,7 @@ def _save(trainer: _Trainer, state: _State, fingerprint: ckpt.ModelFingerprint, 
             step=state.step,
             position=ckpt.DataPosition(state.epoch, state.batches_consumed),
             progress=state.progress_dict(),
+            run=run_id,
         )
         ckpt.save_checkpoint(path, payload)
     barrier(trainer.env)

@@ -27,6 +27,7 @@ from d2v.train.checkpoint import ModelFingerprint, load_checkpoint
 from d2v.train.config import SpeechTrainConfig, TrainConfig
 from d2v.train.distributed import init_distributed
 from d2v.train.loop import RunPaths, pretrain
+from d2v.train.run_identity import run_identity
 
 PRETRAIN_SPLIT = "train"
 
@@ -40,6 +41,13 @@ class PretrainData:
 def build_pretraining_model(modality: str, choice: ModelChoice, data_root: Path) -> Data2Vec:
     """The model `d2v model show` describes: the resolved spec for the prepared data's shape."""
     return build_model(model_spec(modality, choice, prepared_shape(modality, data_root)))
+
+
+def _initial_checkpoint(choice: ModelChoice, init_checkpoint: Path | None) -> Path | None:
+    """The checkpoint a run's weights start from, as run_pretraining picks it."""
+    if init_checkpoint is not None:
+        return init_checkpoint
+    return Path(choice.init_from) if choice.init_from is not None else None
 
 
 def load_init_from(model: Data2Vec, path: Path, key: str) -> None:
@@ -158,4 +166,5 @@ def run_pretraining(
         env=init_distributed(),
         collate_fn=data.collate,
         resume=resume,
+        run_id=run_identity(fingerprint, cfg, seed, data_root, init=_initial_checkpoint(choice, init_checkpoint)),
     )

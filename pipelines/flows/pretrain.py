@@ -6,7 +6,9 @@
 multi-node rendezvous reach `d2v pretrain` as environment variables (D2V_NPROC_PER_NODE, D2V_NNODES,
 ...; d2v/train/launch.py), and it re-launches itself under torchrun when they ask for more than one
 process. They are not DVC dependencies: `force=True` re-runs the stage (only it) even when it is
-up to date.
+up to date. The stage runs `d2v pretrain --resume` over persisted outputs (dvc.yaml): a retry of
+this task, or a re-run after a crash or preemption, continues from the last checkpoint of the same
+run (d2v/train/run_identity.py) instead of starting over.
 
 Warm start: `init_checkpoint` is handed to the stage as the environment variable
 D2V_INIT_CHECKPOINT (a checkpoint.pt path); the pretrain stage initialises the model weights from it

@@ -140,6 +140,53 @@ def test_retraining_from_scratch_reproduces_every_metric(pipeline: tuple[Path, d
     assert _ml_metrics(work) == first
 
 
+def _pretrain_outputs(work: Path) -> dict[str, Any]:
+    """The image run's summary and step log without timings, and its weights file (named by sha256)."""
+    metrics = _ml_metrics(work)
+    found = {k: v for k, v in metrics.items() if k == "pretrain/image" or k.startswith("steps/image/")}
+    found["weights"] = sorted(p.name for p in (work / "models" / "image").glob("*.safetensors"))
+    return found
+
+
+@pytest.mark.slow
+def test_a_killed_dvc_repro_resumes_from_its_checkpoint_to_the_same_bits(
+    pipeline: tuple[Path, dict[str, str], str], tmp_path: Path
+) -> None:
+    import signal
+
+    import torch
+
+    source, env, _ = pipeline
+    work = tmp_path / "repo"
+    shutil.copytree(source, work, symlinks=True)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    steps, every = 60, 10
+    _merge(params, {"pretrain": {"image": {"max_steps": steps, "checkpoint_every": every, "log_every": every}}})
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    loss_log = work / "metrics" / "pretrain" / "image" / "plots" / "metrics" / "loss.tsv"
+    loss_log.unlink()  # the previous run's log: polled below
+
+    victim = subprocess.Popen(["dvc", "repro", "pretrain@image"], cwd=work, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not (loss_log.is_file() and len(loss_log.read_text().splitlines()) > 2 * every + 2):
+        assert victim.poll() is None and time.monotonic() < deadline, "the stage ended before it could be killed"
+        time.sleep(0.005)
+    os.killpg(victim.pid, signal.SIGKILL)  # dvc and the d2v process under it, mid-run
+    victim.wait(timeout=30)
+    killed_at = torch.load(work / "models" / "image" / "checkpoint.pt", weights_only=True)["step"]
+    assert every <= killed_at < steps
+
+    log = _run(["dvc", "repro", "pretrain@image"], work, env)
+    assert f"start_step={killed_at}" in log, log[-2000:]
+    resumed = _pretrain_outputs(work)
+    assert resumed["pretrain/image"]["steps"] == steps
+
+    shutil.rmtree(work / "models" / "image")  # the same stage, uninterrupted
+    _run(["dvc", "repro", "--force", "pretrain@image"], work, env)
+    assert _pretrain_outputs(work) == resumed
+
+
 def _experiment(shown: list[dict[str, Any]], name: str) -> dict[str, Any]:
     """The `dvc exp show --json` entry of experiment `name` (DVC 3: commits -> experiments -> revs)."""
     for commit in shown:

@@ -38,12 +38,12 @@ class Collapses(StandInModel):
         raise D2VError("target variance 0.001 fell below 0.01: representation collapse")
 
 
-def _run(tmp_path, model, resume: bool = False, fingerprint: ModelFingerprint = FINGERPRINT, **cfg):
+def _run(tmp_path, model, resume: bool = False, fingerprint: ModelFingerprint = FINGERPRINT, run_id=None, **cfg):
     torch.manual_seed(0)
     paths = RunPaths(tmp_path / "ckpt.pt", tmp_path / "metrics")
     summary = pretrain(
         model, SyntheticDataset(40), tiny_config(**cfg), modality="image", fingerprint=fingerprint,
-        seed=0, paths=paths, env=CPU, resume=resume,
+        seed=0, paths=paths, env=CPU, resume=resume, run_id=run_id,
     )
     return summary, paths
 
@@ -127,6 +127,21 @@ def test_resume_refuses_a_checkpoint_of_another_preset(tmp_path) -> None:
     other = ModelFingerprint("image", 2, "base", "f" * 16)
     with pytest.raises(CheckpointError, match="preset 'standin'.*preset 'base'"):
         _run(tmp_path, StandInModel(), resume=True, fingerprint=other, max_steps=4)
+
+
+def test_resume_continues_only_the_run_that_wrote_the_checkpoint(tmp_path, capsys) -> None:
+    from d2v.train.checkpoint import run_of
+
+    _run(tmp_path, _seeded_model(), run_id="run-a", max_steps=4)
+    assert run_of(tmp_path / "ckpt.pt") == "run-a"
+    capsys.readouterr()
+    _run(tmp_path, _seeded_model(), resume=True, run_id="run-a", max_steps=4)
+    assert "start_step=4" in capsys.readouterr().err  # the same run: nothing left to train
+
+    _run(tmp_path, _seeded_model(), resume=True, run_id="run-b", max_steps=4)  # params, data or code changed
+    err = capsys.readouterr().err
+    assert "written by another run" in err and "start_step=0" in err
+    assert run_of(tmp_path / "ckpt.pt") == "run-b"
 
 
 class InterruptedAfter(StandInModel):

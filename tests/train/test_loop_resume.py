@@ -67,3 +67,29 @@ def test_sigkilled_run_resumes_to_identical_weights(tmp_path) -> None:
     assert _loss_columns(crashed) == _loss_columns(straight)
     # Health figures whose window spans the crash (first_rel_loss from step 1, means over the run).
     assert _summary(crashed) == _summary(straight) and _summary(straight)["final_rel_loss"] is not None
+
+
+@pytest.mark.slow
+def test_sigterm_saves_after_the_current_step_and_the_run_resumes_to_identical_weights(tmp_path) -> None:
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    reference = _start(straight)
+    victim = _start(stopped, "--step-delay", "0.25")
+    deadline = time.monotonic() + 60
+    while not (stopped / "ckpt.pt").exists():  # past step 4: at least one update more before the signal lands
+        assert victim.poll() is None and time.monotonic() < deadline, "no checkpoint before exit"
+        time.sleep(0.02)
+    time.sleep(0.3)
+    victim.send_signal(signal.SIGTERM)
+    output, _ = victim.communicate(timeout=30)
+    assert victim.returncode == 2 and "stopped by SIGTERM after step" in output, output
+    saved_at = torch.load(stopped / "ckpt.pt", weights_only=True)["step"]
+    assert EVERY < saved_at < STEPS and f"after step {saved_at} of {STEPS}" in output  # not the periodic one
+
+    _finish(_start(stopped, "--resume"))
+    _finish(reference)
+    a = torch.load(straight / "weights-rank0.pt", weights_only=True)
+    b = torch.load(stopped / "weights-rank0.pt", weights_only=True)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert _loss_columns(stopped) == _loss_columns(straight)
+
