@@ -102,7 +102,7 @@ def tiny_config(**overrides: object) -> TrainConfig:
     base = TrainConfig(
         batch_size=4, grad_accum=2, max_steps=12, lr=1e-2, betas=(0.9, 0.98), eps=1e-6,
         weight_decay=0.01, schedule="cosine", warmup_steps=2, tri_stage=(0.1, 0.4, 0.5), min_lr=1e-4,
-        grad_clip=1.0, checkpoint_every=4, log_every=2, compile=False, num_workers=0,
+        grad_clip=1.0, checkpoint_every=4, keep_last=1, log_every=2, compile=False, num_workers=0,
         max_consecutive_nonfinite=3,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]

@@ -33,7 +33,7 @@ import numpy as np
 import safetensors.torch
 import torch
 
-from d2v.atomic import TMP_MARKER, atomic_open, durable_replace, is_temporary
+from d2v.atomic import TMP_MARKER, atomic_open, atomic_write_bytes, durable_replace, is_temporary
 from d2v.config import to_mapping
 from d2v.errors import D2VError
 
@@ -117,13 +117,16 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+def save_checkpoint(path: str | Path, payload: dict[str, Any], keep_last: int = 1) -> None:
     """Write `payload` (see build_payload) as `path` + a safetensors weights file beside it, atomically:
     a killed process leaves the old checkpoint or the new one, never half, never a mix.
 
     Temporary files an earlier, killed save of this checkpoint left beside it are removed first. A
     write that fails (a full disk, EFBIG, EIO) raises CheckpointError naming the file and the OS's
     reason; it leaves no temporary file and no new weights file, and the previous checkpoint as it was.
+
+    `keep_last` K > 1 also keeps the last K saves as `<stem>-step<N>.pt` beside it (each a pointer to
+    its own weights file); older ones and their weights are removed. `path` is always the latest.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,19 +152,48 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         if not isinstance(exc, Exception):
             raise
         raise _write_error(path, "the checkpoint", exc, previous) from exc
-    _remove_unreferenced_weights(path, keep=weights_name)
+    kept = _keep_step_copies(path, int(payload["step"]), keep_last)
+    _remove_unreferenced_weights(path, keep={weights_name, *kept})
+
+
+def step_copies(path: str | Path) -> list[Path]:
+    """The `<stem>-step<N>.pt` copies kept beside checkpoint `path`, oldest first."""
+    path = Path(path)
+    pattern = re.compile(re.escape(path.stem) + r"-step(\d{8})" + re.escape(path.suffix))
+    found = [(int(m.group(1)), p) for p in path.parent.iterdir() if (m := pattern.fullmatch(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _keep_step_copies(path: Path, step: int, keep_last: int) -> set[str]:
+    """Copy the committed `path` to its step name, drop copies beyond the last `keep_last`; -> the
+    weights files the kept copies point at."""
+    if keep_last > 1:
+        atomic_write_bytes(path.with_name(f"{path.stem}-step{step:08d}{path.suffix}"), path.read_bytes())
+    # Copies of later steps are another run's (one that was replaced from step 0): never "the last".
+    later = [p for p in step_copies(path) if _step_of(p) > step]
+    copies = [p for p in step_copies(path) if p not in later]
+    stale = later + (copies[: max(len(copies) - keep_last, 0)] if keep_last > 1 else copies)
+    for old in stale:
+        old.unlink(missing_ok=True)
+    return {_read_state(p)["weights"]["file"] for p in copies if p not in stale}
+
+
+def _step_of(copy: Path) -> int:
+    return int(copy.stem.rsplit("-step", 1)[1])
 
 
 def remove_stale_temporaries(path: str | Path) -> list[str]:
     """Delete the temporary files a killed save of the checkpoint `path` left beside it: its weights'
-    `.<stem>.d2v-tmp-<8 hex>.safetensors` and its own `.<name>.d2v-tmp-<8 hex>`, nothing else.
+    `.<stem>.d2v-tmp-<8 hex>.safetensors`, its own `.<name>.d2v-tmp-<8 hex>` and the temporaries of its step
+    copies (`keep_last`), nothing else.
     Call only where no other process is saving this checkpoint (rank 0 saves). The names removed."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
     marker = re.escape(TMP_MARKER)
     patterns = (re.compile(re.escape(f".{path.stem}") + marker + r"[0-9a-f]{8}\.safetensors"),
-                re.compile(re.escape(f".{path.name}") + marker + r"[0-9a-f]{8}"))
+                re.compile(re.escape(f".{path.name}") + marker + r"[0-9a-f]{8}"),
+                re.compile(re.escape(f".{path.stem}-step") + r"\d{8}" + re.escape(path.suffix) + marker + r"[0-9a-f]{8}"))
     removed = []
     for candidate in path.parent.iterdir():
         if is_temporary(candidate.name) and any(p.fullmatch(candidate.name) for p in patterns) \
@@ -277,12 +309,12 @@ def _write_weights(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[str, s
     return name, digest, created
 
 
-def _remove_unreferenced_weights(path: Path, keep: str) -> None:
-    """Delete `<stem>.<hash>.safetensors` files beside `path` other than `keep` (older saves, or
-    weights a killed save wrote but never committed)."""
+def _remove_unreferenced_weights(path: Path, keep: set[str]) -> None:
+    """Delete `<stem>.<hash>.safetensors` files beside `path` not in `keep` (older saves, or weights a
+    killed save wrote but never committed)."""
     pattern = re.compile(re.escape(path.stem) + r"\.[0-9a-f]{16}\.safetensors")
     for candidate in path.parent.iterdir():
-        if candidate.name != keep and pattern.fullmatch(candidate.name):
+        if candidate.name not in keep and pattern.fullmatch(candidate.name):
             candidate.unlink(missing_ok=True)
 
 

@@ -31,6 +31,7 @@ class TrainConfig:
     min_lr: float  # cosine: floor; tri_stage: start of warm-up and end of the (exponential) decay
     grad_clip: float | None  # max global grad norm; null = no clipping
     checkpoint_every: int  # steps between checkpoints (one is always written at the end)
+    keep_last: int  # checkpoints kept as checkpoint-step<N>.pt beside checkpoint.pt (the latest); 1 = none
     log_every: int  # steps between progress lines (metrics rows are written every step)
     compile: bool  # torch.compile the model's forward
     num_workers: int  # DataLoader worker processes (0 = load in the training process)
@@ -86,6 +87,7 @@ def _check_ranges(cfg: TrainConfig) -> None:
         "grad_accum": cfg.grad_accum,
         "max_steps": cfg.max_steps,
         "checkpoint_every": cfg.checkpoint_every,
+        "keep_last": cfg.keep_last,
         "log_every": cfg.log_every,
         "max_consecutive_nonfinite": cfg.max_consecutive_nonfinite,
     }

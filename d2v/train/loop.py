@@ -432,7 +432,7 @@ def _save(trainer: _Trainer, state: _State, fingerprint: ckpt.ModelFingerprint, 
             progress=state.progress_dict(),
             run=run_id,
         )
-        ckpt.save_checkpoint(path, payload)
+        ckpt.save_checkpoint(path, payload, keep_last=trainer.cfg.keep_last)
     barrier(trainer.env)
 
 

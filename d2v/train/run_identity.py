@@ -29,7 +29,7 @@ import d2v
 from d2v.config import to_mapping
 
 # Recipe fields that change how often the run reports or saves, not what it computes.
-NOT_IN_IDENTITY = frozenset({"checkpoint_every", "log_every", "num_workers"})
+NOT_IN_IDENTITY = frozenset({"checkpoint_every", "keep_last", "log_every", "num_workers"})
 CODE_PATHS = ("core", "modalities", "models", "train", "data/datasets.py", "data/packing.py")
 CONTENT_FILES = frozenset({"meta.json", "manifest.csv"})
 

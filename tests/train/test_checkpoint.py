@@ -318,3 +318,40 @@ def test_a_failed_weights_write_names_the_os_error_and_leaves_no_temporary(tmp_p
     assert message.startswith(f"{path}: cannot write its weights file") and "[Errno 28] No space left" in message
     assert "no checkpoint was written" in message
     assert list(tmp_path.iterdir()) == []
+
+
+def _save_at(path: Path, step: int, keep_last: int) -> None:
+    torch.manual_seed(step)  # other weights at every step
+    payload = _payload(StandInModel(), capture_rng(torch.Generator()))
+    save_checkpoint(path, {**payload, "step": step}, keep_last=keep_last)
+
+
+def _weights_files(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob("*.safetensors")}
+
+
+def test_keep_last_keeps_the_last_k_saves_loadable_and_nothing_else(tmp_path) -> None:
+    from d2v.train.checkpoint import step_copies
+
+    path = tmp_path / "checkpoint.pt"
+    for step in (10, 20, 30, 40):
+        _save_at(path, step, keep_last=3)
+    copies = step_copies(path)
+    assert [p.name for p in copies] == [f"checkpoint-step{s:08d}.pt" for s in (20, 30, 40)]
+    assert [load_checkpoint(p)["step"] for p in copies] == [20, 30, 40]  # each with its own weights
+    assert load_checkpoint(path)["step"] == 40 and weights_file_of(path) == weights_file_of(copies[-1])
+    assert _weights_files(tmp_path) == {weights_file_of(p).name for p in copies}  # step 10's removed
+
+    # A run replaced from step 0 (another run identity): the old run's later copies are not "the last".
+    _save_at(path, 5, keep_last=3)
+    assert [p.name for p in step_copies(path)] == ["checkpoint-step00000005.pt"]
+    assert _weights_files(tmp_path) == {weights_file_of(path).name}
+
+
+def test_keep_last_1_keeps_only_the_latest(tmp_path) -> None:
+    from d2v.train.checkpoint import step_copies
+
+    path = tmp_path / "checkpoint.pt"
+    _save_at(path, 10, keep_last=2)
+    _save_at(path, 20, keep_last=1)  # lowered: the copies go
+    assert step_copies(path) == [] and _weights_files(tmp_path) == {weights_file_of(path).name}
