@@ -40,16 +40,32 @@ def _loss_columns(out: Path) -> list[list[str]]:
     return [row[:8] for row in step_rows(out / "metrics" / "image")]  # every column except samples_per_s
 
 
+def _wait_for_checkpoint(victim: subprocess.Popen, out: Path) -> None:
+    deadline = time.monotonic() + 60
+    while not (out / "ckpt.pt").exists():
+        assert victim.poll() is None and time.monotonic() < deadline, "no checkpoint before exit"
+        time.sleep(0.02)
+
+
+def _resume_and_compare(reference: subprocess.Popen, straight: Path, interrupted: Path) -> None:
+    """Resume the interrupted run to the end: the same weights and step log as the uninterrupted one."""
+    _finish(_start(interrupted, "--resume"))
+    _finish(reference)
+    a = torch.load(straight / "weights-rank0.pt", weights_only=True)
+    b = torch.load(interrupted / "weights-rank0.pt", weights_only=True)
+    assert a.keys() == b.keys() and any(k.startswith("teacher.") for k in a)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert _loss_columns(interrupted) == _loss_columns(straight)
+
+
 @pytest.mark.slow
 def test_sigkilled_run_resumes_to_identical_weights(tmp_path) -> None:
     straight, crashed = tmp_path / "straight", tmp_path / "crashed"
     reference = _start(straight)
     # 0.25 s per update: the first checkpoint (step 4) lands about 1 s before the end of step 8.
     victim = _start(crashed, "--step-delay", "0.25")
-    deadline = time.monotonic() + 60
-    while not (crashed / "ckpt.pt").exists():
-        assert victim.poll() is None and time.monotonic() < deadline, "no checkpoint before exit"
-        time.sleep(0.02)
+    _wait_for_checkpoint(victim, crashed)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=30)
     assert victim.returncode == -signal.SIGKILL
@@ -57,14 +73,7 @@ def test_sigkilled_run_resumes_to_identical_weights(tmp_path) -> None:
     killed_at = torch.load(crashed / "ckpt.pt", weights_only=True)["step"]
     assert 0 < killed_at < STEPS
 
-    _finish(_start(crashed, "--resume"))
-    _finish(reference)
-    a = torch.load(straight / "weights-rank0.pt", weights_only=True)
-    b = torch.load(crashed / "weights-rank0.pt", weights_only=True)
-    assert a.keys() == b.keys() and any(k.startswith("teacher.") for k in a)
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-    assert _loss_columns(crashed) == _loss_columns(straight)
+    _resume_and_compare(reference, straight, crashed)
     # Health figures whose window spans the crash (first_rel_loss from step 1, means over the run).
     assert _summary(crashed) == _summary(straight) and _summary(straight)["final_rel_loss"] is not None
 
@@ -74,22 +83,13 @@ def test_sigterm_saves_after_the_current_step_and_the_run_resumes_to_identical_w
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     reference = _start(straight)
     victim = _start(stopped, "--step-delay", "0.25")
-    deadline = time.monotonic() + 60
-    while not (stopped / "ckpt.pt").exists():  # past step 4: at least one update more before the signal lands
-        assert victim.poll() is None and time.monotonic() < deadline, "no checkpoint before exit"
-        time.sleep(0.02)
-    time.sleep(0.3)
+    _wait_for_checkpoint(victim, stopped)
+    time.sleep(0.3)  # past step 4: at least one update more before the signal lands
     victim.send_signal(signal.SIGTERM)
     output, _ = victim.communicate(timeout=30)
     assert victim.returncode == 2 and "stopped by SIGTERM after step" in output, output
     saved_at = torch.load(stopped / "ckpt.pt", weights_only=True)["step"]
     assert EVERY < saved_at < STEPS and f"after step {saved_at} of {STEPS}" in output  # not the periodic one
 
-    _finish(_start(stopped, "--resume"))
-    _finish(reference)
-    a = torch.load(straight / "weights-rank0.pt", weights_only=True)
-    b = torch.load(stopped / "weights-rank0.pt", weights_only=True)
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-    assert _loss_columns(stopped) == _loss_columns(straight)
+    _resume_and_compare(reference, straight, stopped)
 
