@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from d2v.config import ModelChoice
 from d2v.atomic import atomic_write_json
 from d2v.models import build_model, model_spec
+from d2v.train.loop import _autocast  # the training loop's precision: what a real step runs under
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
 
@@ -35,29 +36,54 @@ SHAPES = {
 }
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def _sync(device: torch.device) -> None:
+    """Wait for queued kernels: CUDA launches return before the work is done."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak_gflops(
+    n: int = 2048, repeats: int = 10, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> float:
+    """GFLOP/s of a square n x n matmul of `dtype` on `device` (defaults: this machine's fp32 CPU peak)."""
+    device = torch.device(device)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     a @ b  # warm-up
+    _sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    _sync(device)
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def bench(modality: str, version: int, steps: int, warmup: int, clones: int | None = None) -> dict[str, float | int | str]:
-    """One row; `clones` overrides data2vec 2.0's M (None: the preset's)."""
+def bench(
+    modality: str,
+    version: int,
+    steps: int,
+    warmup: int,
+    clones: int | None = None,
+    *,
+    preset: str = "tiny",
+    batch: dict[str, torch.Tensor] | None = None,
+    device: str | torch.device = "cpu",
+) -> dict[str, float | int | str]:
+    """One row; `clones` overrides data2vec 2.0's M (None: the preset's). `batch` defaults to the
+    demo's shape (SHAPES); on CUDA the step runs under the training loop's autocast (bf16)."""
+    device = torch.device(device)
     torch.manual_seed(0)
     overrides = {} if clones is None else {"clone_batch": clones}
-    spec = model_spec(modality, ModelChoice(version=version, preset="tiny", overrides=overrides))
-    model = build_model(spec)
+    spec = model_spec(modality, ModelChoice(version=version, preset=preset, overrides=overrides))
+    model = build_model(spec).to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    generator = torch.Generator().manual_seed(0)
-    batch = SHAPES[modality]()
+    generator = torch.Generator().manual_seed(0)  # CPU, as in the loop: masks are drawn on CPU
+    batch = {k: v.to(device) for k, v in (SHAPES[modality]() if batch is None else batch).items()}
 
     def step() -> None:
-        out = model(batch, generator=generator)
+        with _autocast(device):  # the loop's own context: bf16 on CUDA, fp32 on CPU
+            out = model(batch, generator=generator)
         optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        out.loss.float().backward()
         optimizer.step()
         model.ema_step()
 
@@ -66,9 +92,11 @@ def bench(modality: str, version: int, steps: int, warmup: int, clones: int | No
     counter = FlopCounterMode(display=False)
     with counter:
         step()
+    _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    _sync(device)
     seconds = (time.perf_counter() - start) / steps
     samples = next(iter(batch.values())).shape[0]
     return {

@@ -99,6 +99,16 @@ def with_overrides(obj: T, overrides: Mapping[str, Any], path: str = "overrides"
     return from_mapping(type(obj), merged, path)
 
 
+def section_type(cls: type, key: str, path: str = "") -> type | None:
+    """The dataclass a field of section `cls` holds (a nested section), or None for a value field.
+
+    Raises ConfigError naming the dotted key when `cls` has no field `key`."""
+    known = [f.name for f in dataclasses.fields(cls)]
+    if key not in known:
+        raise ConfigError(f"{_join(path, key)}: unknown key (expected one of: {', '.join(known)})")
+    return _dataclass_in(get_type_hints(cls)[key])
+
+
 def to_mapping(obj: Any) -> Any:
     """Dataclass -> plain dict/list tree (tuples become lists), suitable for YAML/JSON."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -89,6 +89,18 @@ class LocalBackend:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        target = self._path(key)
+        target.unlink(missing_ok=True)
+        # Empty directories left behind are removed too, so a listing shows no trace of the key.
+        for parent in target.parents:
+            if parent == self.root or self.root not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or gone): stop here
+                break
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         # Walk only the deepest directory the prefix names; filter the rest by string prefix.
         directory = prefix.rsplit("/", 1)[0] if "/" in prefix else ""

@@ -51,6 +51,10 @@ class Backend(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
+    def delete(self, key: str) -> None:
+        """Remove `key` if present (checkpoint mirrors prune old steps; runs are never deleted)."""
+        ...
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         """Objects whose key starts with `prefix` (plain string prefix), in key order."""
         ...

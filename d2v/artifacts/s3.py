@@ -241,6 +241,10 @@ class S3Backend:
             return False
         return True
 
+    def delete(self, key: str) -> None:
+        full = self._key(key)  # S3 answers 204 whether or not the key existed
+        self._call(f"delete {key}", lambda: self.client.delete_object(Bucket=self.bucket, Key=full))
+
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         strip = len(self._key(""))
         full = self._key(prefix)

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 import d2v
+from d2v import cpu_arithmetic
 from d2v.cli import commands
 from d2v.errors import D2VError
 
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before any command imports torch: one CPU arithmetic path on every machine (d2v/cpu_arithmetic.py).
+    cpu_arithmetic.pin()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

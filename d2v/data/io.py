@@ -31,6 +31,17 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def first_repeat(keyed: Iterable[tuple[str, str]]) -> tuple[str, str, str] | None:
+    """The first key seen twice in (key, where) pairs, as (key, where first, where again); None if
+    every key is unique. Prepare stages use it for item ids: one id twice would be one manifest row twice."""
+    seen: dict[str, str] = {}
+    for key, where in keyed:
+        if key in seen:
+            return key, seen[key], where
+        seen[key] = where
+    return None
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -30,7 +30,7 @@ import numpy as np
 
 from d2v.atomic import atomic_write_json
 from d2v.data.config import ImageConfig
-from d2v.data.io import assign_split, write_csv
+from d2v.data.io import assign_split, first_repeat, write_csv
 from d2v.data.shards import (
     ChannelMoments,
     RateProgress,
@@ -157,8 +157,9 @@ def _prepare(cfg: ImageConfig, seed: int, out_dir: str | Path, listing: str, dec
             split_rows, stats[name] = _write_split(staging, name, sizes[name], decode, cfg)
             rows += split_rows
         write_csv(staging / "manifest.csv", MANIFEST_COLUMNS, rows)
-        atomic_write_json(staging / "meta.json", _meta(cfg, classes, stats, rows, extra))
-    return {name: sum(1 for r in rows if r[1] == name) for name in decoders}
+        meta = _meta(cfg, classes, stats, rows, extra)
+        atomic_write_json(staging / "meta.json", meta)
+    return meta["splits"]
 
 
 def _write_split(staging: Path, split: str, total: int, decode: Decoder, cfg: ImageConfig) -> tuple[list, SplitStats]:
@@ -323,12 +324,10 @@ def _items(pairs: list[tuple[Path, int]], root: Path) -> list[FileItem]:
 
 
 def _check_unique_ids(plan: FilePlan) -> None:
-    seen: dict[str, str] = {}
-    for name, items in plan.splits.items():
-        for item in items:
-            if item.id in seen:
-                raise D2VError(f"{plan.root}: duplicate id {item.id!r} (in {seen[item.id]} and {name})")
-            seen[item.id] = name
+    repeat = first_repeat((item.id, name) for name, items in plan.splits.items() for item in items)
+    if repeat is not None:
+        item_id, first, again = repeat
+        raise D2VError(f"{plan.root}: duplicate id {item_id!r} (in {first} and {again})")
 
 
 def _plan_listing(plan: FilePlan) -> str:
@@ -340,7 +339,7 @@ def _plan_listing(plan: FilePlan) -> str:
 def _file_decoder(items: list[FileItem], cfg: ImageConfig, pool: Any) -> Decoder:
     def decode(start: int) -> Iterator[Decoded]:
         tasks = [(item.path, cfg.image_size, cfg.channels) for item in items[start:]]
-        for item, (image, sha, reason) in zip(items[start:], parallel_map(_decode_file, tasks, 1, pool=pool)):
+        for item, (image, sha, reason) in zip(items[start:], parallel_map(_decode_file, tasks, pool)):
             yield Decoded(item.id, item.label, image, sha, reason)
 
     return decode

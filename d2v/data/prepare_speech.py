@@ -32,8 +32,8 @@ import numpy as np
 from d2v.atomic import atomic_write_json
 from d2v.audio import SPEECH_SAMPLE_RATE
 from d2v.data.config import SpeechConfig
-from d2v.data.io import assign_split, write_csv
-from d2v.data.shards import RateProgress, ShardWriter, SkipLog, default_workers, fingerprint, parallel_map, resumable_dir
+from d2v.data.io import assign_split, first_repeat, write_csv
+from d2v.data.shards import RateProgress, ShardWriter, SkipLog, default_workers, fingerprint, parallel_map, resumable_dir, worker_pool
 from d2v.data.sources import librispeech as ls
 from d2v.data.sources import speech as src
 from d2v.data.sources.text import read_wordnet_glosses
@@ -81,9 +81,8 @@ def prepare_speech(cfg: SpeechConfig, seed: int, raw_dir: str | Path, wordnet_di
     listing = list_jobs(cfg, seed, raw_dir, wordnet_dir)
     check_unique_ids(listing.jobs)
     stage_print = fingerprint(cfg, seed, [(j.key, j.split, j.source) for j in listing.jobs])
-    workers = cfg.workers or default_workers()
-    with resumable_dir(out_dir, stage_print) as staging:
-        rows, stats = write_shards(staging, listing.jobs, cfg.shard_seconds, workers)
+    with worker_pool(cfg.workers or default_workers()) as pool, resumable_dir(out_dir, stage_print) as staging:
+        rows, stats = write_shards(staging, listing.jobs, cfg.shard_seconds, pool)
         write_csv(staging / "manifest.csv", MANIFEST_COLUMNS, rows)
         meta = {"source": cfg.source, "sample_rate": SPEECH_SAMPLE_RATE, "dtype": "int16", "splits": stats,
                 **listing.meta}  # fmt: skip
@@ -105,11 +104,10 @@ def list_jobs(cfg: SpeechConfig, seed: int, raw_dir: str | Path, wordnet_dir: st
 
 def check_unique_ids(jobs: list[AudioJob]) -> None:
     """Two items with one id would be one row twice in the manifest (and in every id lookup)."""
-    seen: dict[str, str] = {}
-    for job in jobs:
-        if job.key in seen:
-            raise D2VError(f"duplicate utterance id {job.key!r}: {seen[job.key]} and {job.source}")
-        seen[job.key] = job.source
+    repeat = first_repeat((job.key, job.source) for job in jobs)
+    if repeat is not None:
+        key, first, again = repeat
+        raise D2VError(f"duplicate utterance id {key!r}: {first} and {again}")
 
 
 # ------------------------------------------------------------------------------------------ decode
@@ -169,14 +167,15 @@ class SplitState:
         return {"samples": self.samples, "utterances": self.utterances, "skips": self.skips.state()}
 
 
-def write_shards(staging: Path, jobs: list[AudioJob], shard_seconds: float, workers: int) -> tuple[list, dict]:
-    """Decode `jobs` in order and write each split's shards; -> (manifest rows, meta splits)."""
+def write_shards(staging: Path, jobs: list[AudioJob], shard_seconds: float, pool: Any) -> tuple[list, dict]:
+    """Decode `jobs` in order (over `pool`, from shards.worker_pool; None = in this process) and write
+    each split's shards; -> (manifest rows, meta splits)."""
     splits = {name: _open_split(staging, name, shard_seconds) for name in sorted({j.split for j in jobs})}
     pending = [(index, job) for index, job in enumerate(jobs)
                if (index + 1) * PIECES_PER_JOB > splits[job.split].writer.next_index]  # fmt: skip
     dropped = 0
     progress = RateProgress("speech: decode", len(pending), unit="files")
-    for done, ((index, job), decoded) in enumerate(zip(pending, _decode_all(pending, workers)), start=1):
+    for done, ((index, job), decoded) in enumerate(zip(pending, _decode_all(pending, pool)), start=1):
         dropped += _add(splits[job.split], index, job, decoded)
         progress.update(done)
     progress.close()
@@ -201,9 +200,9 @@ def _open_split(staging: Path, split: str, shard_seconds: float) -> SplitState:
     return SplitState(writer, int(saved.get("samples", 0)), int(saved.get("utterances", 0)), skips)
 
 
-def _decode_all(pending: list[tuple[int, AudioJob]], workers: int) -> Iterator[Decoded]:
+def _decode_all(pending: list[tuple[int, AudioJob]], pool: Any) -> Iterator[Decoded]:
     # Small chunks: a LibriSpeech job is one utterance (~12 s of audio), a few hundred KB to ship back.
-    return parallel_map(decode_job, [job for _, job in pending], workers, chunksize=4)
+    return parallel_map(decode_job, [job for _, job in pending], pool, chunksize=4)
 
 
 def _add(state: SplitState, index: int, job: AudioJob, decoded: Decoded) -> int:

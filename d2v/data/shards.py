@@ -221,26 +221,19 @@ def _one_thread_per_worker() -> None:
         os.environ[name] = "1"
 
 
-def parallel_map(
-    fn: Callable[[In], Out], items: Iterable[In], workers: int, chunksize: int = 16, pool: Any = None
-) -> Iterator[Out]:
-    """`map(fn, items)` in order, over `pool` or `workers` spawned processes (in this process when
-    neither: no pool and workers <= 1).
+def parallel_map(fn: Callable[[In], Out], items: Iterable[In], pool: Any, chunksize: int = 16) -> Iterator[Out]:
+    """`map(fn, items)` in order, over `pool` (from `worker_pool`), or in this process when it is None.
 
     `fn` must be a module-level function (it is pickled to the workers). At most two chunks per
     worker are in flight: `Pool.imap` would read the whole input and pile up results whenever the
     caller (writing shards) is slower than the workers, so memory would grow with the dataset."""
     if pool is None:
-        if workers <= 1:
-            yield from map(fn, items)
-            return
-        with worker_pool(workers) as own:
-            yield from parallel_map(fn, items, workers, chunksize, own)
+        yield from map(fn, items)
         return
     window: deque = deque()
     source = iter(items)
     while True:
-        while len(window) < 2 * getattr(pool, "_processes", 1) and (chunk := list(itertools.islice(source, chunksize))):
+        while len(window) < 2 * pool._processes and (chunk := list(itertools.islice(source, chunksize))):
             window.append(pool.map_async(fn, chunk))
         if not window:
             return

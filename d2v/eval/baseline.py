@@ -56,6 +56,7 @@ from d2v.atomic import atomic_write_json, atomic_write_text
 from d2v.core.types import FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.data import EvalResult
+from d2v.eval.device import CPU_FP32, EvalRuntime, log_line
 from d2v.eval.side_by_side import run_side_by_side, worth_running_side_by_side
 from d2v.eval.significance import PairedTestSet, SubsetScore, paired_bootstrap_interval
 from d2v.progress import run_label
@@ -252,6 +253,7 @@ def compare_with_random_init(
     scorer: Callable[[EvalResult], SubsetScore] | None = None,
     side_by_side: bool = False,
     input_baseline: FeatureEncoder | None = None,
+    runtime: EvalRuntime = CPU_FP32,
 ) -> Comparison:
     """Run `evaluate` on both encoders (and the input baseline) from the same seed; the record and the runs.
 
@@ -260,7 +262,9 @@ def compare_with_random_init(
     examples) adds the 95 % intervals. `input_baseline` (d2v.eval.input_features) is run through the
     same `evaluate` as a third run. `side_by_side` runs the evaluations at the same time in
     single-threaded processes (d2v.eval.side_by_side) where this process has at most two threads,
-    else in turn; the seeding is the same either way.
+    else in turn; the seeding is the same either way. `runtime` is where `evaluate` runs (the caller
+    binds it into `evaluate`): side by side being a CPU trick, a runtime it does not suit (CUDA,
+    loader workers, compile) makes the runs go in turn, and a log line says so.
     """
     start = time.perf_counter()
     torch.manual_seed(seed)
@@ -272,7 +276,10 @@ def compare_with_random_init(
         labels.append(f"{task} (input baseline)")
     # The decision is the pair's: the input baseline, a linear model on fixed features (seconds),
     # joins them as a third single-threaded process and fills the gaps two tiny-model runs leave.
-    if side_by_side and worth_running_side_by_side(2):
+    blocker = runtime.side_by_side_blocker() if side_by_side else None
+    if blocker is not None:
+        log_line(f"{task}: evaluate.side_by_side is a CPU trick and {blocker}: the runs go one after the other")
+    if side_by_side and blocker is None and worth_running_side_by_side(2):
         results = run_side_by_side(runs, seed, labels=labels)
     else:
         results = []

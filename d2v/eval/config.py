@@ -12,6 +12,8 @@ from typing import Literal
 from d2v.errors import ConfigError
 
 Pooling = Literal["mean", "cls"]
+Device = Literal["auto", "cpu", "cuda"]  # auto: cuda when torch sees one, else cpu
+Precision = Literal["auto", "fp32", "bf16"]  # auto: bf16 autocast on cuda, fp32 on cpu
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -130,8 +132,18 @@ class SpeechEvalConfig:
 class EvaluateConfig:
     # Pretrained and random-init runs at the same time in two single-threaded processes where this
     # process has at most 2 intra-op threads (d2v/eval/side_by_side.py; ~1.25x faster on 2 cores);
-    # with more threads, and with false, one after the other.
+    # with more threads, and with false, one after the other. A CPU trick: on cuda, with loader
+    # workers or with compile the runs go one after the other (d2v/eval/device.py says why).
     side_by_side: bool
     image: ImageEvalConfig
     text: TextEvalConfig
     speech: SpeechEvalConfig
+    # Where and how every procedure runs (d2v/eval/device.py). The defaults are the CPU demo's:
+    # on a machine without CUDA they change nothing, so params files written before them still load.
+    device: Device = "auto"
+    precision: Precision = "auto"  # encoder forward passes only; heads, losses and metrics stay fp32
+    num_workers: int = 0  # DataLoader worker processes per loader; 0 = load in this process
+    compile: bool = False  # torch.compile the encoder's forward (fine-tuning, CTC, feature extraction)
+
+    def __post_init__(self) -> None:
+        _require(self.num_workers >= 0, "num_workers", f"must be >= 0 (0 = load in process), got {self.num_workers}")

@@ -12,10 +12,11 @@ Batches carry the waveform keys of d2v.core.types plus "transcript": a list of B
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 import string
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from d2v.core.types import Batch, FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.config import SpeechEvalConfig
 from d2v.eval.data import Collate, EvalResult, get_split, make_bucketed_loader, make_loader, take_subset
+from d2v.eval.device import CPU_FP32, EvalRuntime, fp32_features, to_cpu
 from d2v.eval.metrics import character_error_rate, output_length_ratio, word_error_rate
 from d2v.progress import UpdateLog
 from d2v.train.optim import build_optimizer
@@ -111,19 +113,26 @@ def greedy_decode(log_probs: Tensor, lengths: Tensor, blank: int = 0) -> list[li
 
 
 class CtcModel(nn.Module):
-    """encoder -> per-frame letter log-probabilities (B, T, V) and output lengths (B,)."""
+    """encoder -> per-frame letter log-probabilities (B, T, V) and output lengths (B,).
 
-    def __init__(self, encoder: nn.Module, embed_dim: int, vocab_size: int) -> None:
+    `autocast` wraps the encoder's forward pass only (EvalRuntime.autocast); the head, the
+    log-softmax and the CTC loss compute in fp32."""
+
+    def __init__(
+        self, encoder: nn.Module, embed_dim: int, vocab_size: int,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = nn.Linear(embed_dim, vocab_size)
+        self.autocast = autocast
 
     def forward(self, batch: Batch, train_encoder: bool = True) -> tuple[Tensor, Tensor]:
-        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()):
-            out = self.encoder(batch)
+        with torch.set_grad_enabled(train_encoder and torch.is_grad_enabled()), self.autocast():
+            out = fp32_features(self.encoder(batch))
         log_probs = F.log_softmax(self.head(out.x).float(), dim=-1)  # (B, T, V)
         if out.padding_mask is None:
-            lengths = torch.full((out.x.shape[0],), out.x.shape[1], dtype=torch.long)
+            lengths = torch.full((out.x.shape[0],), out.x.shape[1], dtype=torch.long, device=out.x.device)
         else:
             lengths = (~out.padding_mask).sum(dim=1).long()
         return log_probs, lengths
@@ -142,8 +151,10 @@ def ctc_loss(model: CtcModel, batch: Batch, vocab: LetterVocabulary, train_encod
     if int(target_lengths.min()) == 0:
         raise D2VError(f"{where}: an utterance has an empty transcript after normalisation")
     # zero_infinity: an utterance shorter (in frames) than its transcript gives no gradient instead of inf.
+    # Targets are built on the CPU from the strings and go where the log-probabilities are.
+    device = log_probs.device
     return F.ctc_loss(
-        log_probs.transpose(0, 1), torch.cat(targets), lengths, target_lengths,
+        log_probs.transpose(0, 1), torch.cat(targets).to(device), lengths, target_lengths.to(device),
         blank=vocab.blank, zero_infinity=True,
     )
 
@@ -167,14 +178,17 @@ def optimizer_and_schedule(model: CtcModel, cfg: SpeechEvalConfig) -> tuple[torc
 
 @torch.no_grad()
 def transcribe(
-    model: CtcModel, dataset: Dataset, vocab: LetterVocabulary, collate: Collate | None, where: str
+    model: CtcModel, dataset: Dataset, vocab: LetterVocabulary, collate: Collate | None, where: str,
+    runtime: EvalRuntime = CPU_FP32,
 ) -> tuple[list[str], list[str]]:
-    """Greedy hypotheses and normalised references for every utterance of a split."""
+    """Greedy hypotheses and normalised references for every utterance of a split (decoded from
+    fp32 CPU log-probabilities; `model` is on the runtime's device)."""
     model.eval()
     hypotheses, references = [], []
-    for batch in make_loader(dataset, PREDICT_BATCH_SIZE, shuffle=False, seed=0, collate=collate):
-        log_probs, lengths = model(batch)
-        hypotheses += [vocab.decode(ids) for ids in greedy_decode(log_probs, lengths, vocab.blank)]
+    loader = make_loader(dataset, PREDICT_BATCH_SIZE, shuffle=False, seed=0, collate=collate, loading=runtime.loading)
+    for batch in loader:
+        log_probs, lengths = model(runtime.place(batch))
+        hypotheses += [vocab.decode(ids) for ids in greedy_decode(to_cpu(log_probs), lengths.cpu(), vocab.blank)]
         references += [vocab.normalise(t) for t in _transcripts(batch, where)]
     return hypotheses, references
 
@@ -184,20 +198,26 @@ class FrozenFeatureSplit(Dataset):
     `precompute` (an encoder's `frozen_features`) once, as a batch of one, so no padding enters it.
     Items: {"conv_features": (T, C), "transcript": str}; `collate_frozen` batches them."""
 
-    def __init__(self, dataset: Dataset, collate: Collate, precompute: Callable[[Batch], Batch | None]) -> None:
+    def __init__(
+        self, dataset: Dataset, collate: Collate, precompute: Callable[[Batch], Batch | None],
+        runtime: EvalRuntime = CPU_FP32,
+    ) -> None:
         self.items: list[dict] = []
         self.samples: list[int] = []
         for i in range(len(dataset)):  # type: ignore[arg-type]
             item = dataset[i]
             self.samples.append(_samples_of(item))
             batch = collate([item])
-            features = precompute(batch)
+            with torch.no_grad(), runtime.autocast():
+                features = precompute(runtime.place(batch))
             if features is None:
                 raise D2VError("this encoder cannot precompute its frozen features")
             frames = features["conv_features"][0]
             if "frame_padding_mask" in features:
                 frames = frames[~features["frame_padding_mask"][0]]
-            self.items.append({"conv_features": frames, "transcript": batch["transcript"][0]})
+            # Kept as fp32 on the CPU: loaders batch (and workers pickle) CPU tensors; batches go
+            # back to the device with every other batch.
+            self.items.append({"conv_features": to_cpu(frames), "transcript": batch["transcript"][0]})
 
     def __len__(self) -> int:
         return len(self.items)
@@ -220,17 +240,20 @@ def collate_frozen(items: list[dict]) -> Batch:
 
 
 def _frozen_feature_splits(
-    encoder: nn.Module, cfg: SpeechEvalConfig, collate: Collate, named: Mapping[str, Dataset]
+    encoder: nn.Module, cfg: SpeechEvalConfig, collate: Collate, named: Mapping[str, Dataset],
+    runtime: EvalRuntime = CPU_FP32,
 ) -> tuple[dict[str, Dataset], Collate] | None:
     """With the feature extractor frozen, run it once per utterance instead of once per update (the
     result is identical: it has no trainable state then); None when the encoder cannot."""
     precompute = getattr(encoder, "frozen_features", None)
     if not cfg.freeze_feature_encoder or precompute is None or len(named["train"]) == 0:  # type: ignore[arg-type]
         return None
-    probe = precompute(collate([named["train"][0]]))
+    with torch.no_grad(), runtime.autocast():
+        probe = precompute(runtime.place(collate([named["train"][0]])))
     if probe is None:
         return None
-    return {name: FrozenFeatureSplit(data, collate, precompute) for name, data in named.items()}, collate_frozen
+    splits = {name: FrozenFeatureSplit(data, collate, precompute, runtime) for name, data in named.items()}
+    return splits, collate_frozen
 
 
 def ctc_finetune(
@@ -241,34 +264,41 @@ def ctc_finetune(
     collate: Collate | None = None,
     extra_test_splits: Sequence[str] = (),
     where: str = "speech recognition",
+    runtime: EvalRuntime = CPU_FP32,
 ) -> EvalResult:
     """Fine-tune a copy of `encoder` with CTC on splits["train"]; WER/CER on splits["test"].
 
     Each name in extra_test_splits that exists in `splits` (e.g. the real Asterisk prompts) adds
     `<name>_wer` and `<name>_cer`, and its per-utterance transcripts (`EvalResult.on_split(name)`).
+    The copy, the frozen-feature cache's passes and every batch run on `runtime`'s device.
     """
     train_set = take_subset(get_split(splits, "train", where), cfg.n_train, cfg.seed)
     test_set = take_subset(get_split(splits, "test", where), cfg.n_test, cfg.seed + 1)
     collate = with_transcripts(collate)
     vocab = LetterVocabulary()
     torch.manual_seed(cfg.seed)
-    model = CtcModel(copy.deepcopy(encoder), encoder.embed_dim, len(vocab))  # type: ignore[arg-type]
+    model = CtcModel(copy.deepcopy(encoder), encoder.embed_dim, len(vocab), autocast=runtime.autocast)  # type: ignore[arg-type]
+    model = runtime.place_module(model)
     optimizer, schedule = optimizer_and_schedule(model, cfg)
     named: dict[str, Dataset] = {"train": train_set, "test": test_set}
     named.update({name: splits[name] for name in extra_test_splits if name in splits and len(splits[name]) > 0})  # type: ignore[arg-type]
-    cached = _frozen_feature_splits(model.encoder, cfg, collate, named)
+    cached = _frozen_feature_splits(model.encoder, cfg, collate, named, runtime)
     if cached is not None:
         named, collate = cached
         train_set, test_set = named["train"], named["test"]
+    runtime.compile_in_place(model.encoder)  # after the cache: frozen_features runs eagerly, once per utterance
     # Batches of similar length pad little; both paths order by source samples, so cached and
     # uncached runs see the same batches.
     lengths = train_set.lengths() if isinstance(train_set, FrozenFeatureSplit) else utterance_lengths(train_set)
-    batches = _endless(make_bucketed_loader(train_set, lengths, cfg.batch_size, seed=cfg.seed, collate=collate))
+    batches = _endless(make_bucketed_loader(
+        train_set, lengths, cfg.batch_size, seed=cfg.seed, collate=collate, loading=runtime.loading
+    ))
     losses: list[float] = []
     log = UpdateLog(where, cfg.steps)
     model.train()
     for step in range(cfg.steps):
-        loss = ctc_loss(model, next(batches), vocab, step >= cfg.freeze_encoder_steps, where)
+        batch = runtime.place(next(batches))
+        loss = ctc_loss(model, batch, vocab, step >= cfg.freeze_encoder_steps, where)
         if not torch.isfinite(loss):
             raise D2VError(f"{where}: CTC loss became {loss.item()} at update {step}; lower speech.lr")
         optimizer.zero_grad(set_to_none=True)
@@ -278,13 +308,13 @@ def ctc_finetune(
         losses.append(loss.item())
         log.update(losses[-1])
 
-    hypotheses, references = transcribe(model, test_set, vocab, collate, where)
+    hypotheses, references = transcribe(model, test_set, vocab, collate, where, runtime)
     metrics = {"wer": word_error_rate(references, hypotheses), "cer": character_error_rate(references, hypotheses)}
     output_ratios = {"test": output_length_ratio(references, hypotheses)}
     extra_transcripts: dict[str, tuple[list[str], list[str]]] = {}
     for name in extra_test_splits:
         if name in named:
-            hyp, ref = transcribe(model, named[name], vocab, collate, where)
+            hyp, ref = transcribe(model, named[name], vocab, collate, where, runtime)
             metrics[f"{name}_wer"] = word_error_rate(ref, hyp)
             metrics[f"{name}_cer"] = character_error_rate(ref, hyp)
             output_ratios[name] = output_length_ratio(ref, hyp)

@@ -3,17 +3,22 @@
 A procedure receives `splits`: a mapping of split name -> torch Dataset whose items are dicts (the
 readers in d2v/data produce them), and optionally the readers' `collate` function for variable-length
 items (text, speech). Without one, torch's default collate stacks equal-shaped tensors (images).
+
+Loaders load in this process by default; `Loading(num_workers=n)` moves loading into n worker
+processes without changing a single batch: the order comes from the same seeded draws (see
+`DrawsAsInProcess`), and the evaluation datasets and collates draw no random numbers themselves.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler, Subset, default_collate
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler, Subset, default_collate
 
 from d2v.core.types import Batch, EncoderOutput
 from d2v.errors import D2VError
@@ -72,18 +77,92 @@ def take_subset(dataset: Dataset, n: int | None, seed: int) -> Dataset:
     return Subset(dataset, sorted(indices.tolist()))
 
 
+PREFETCH_FACTOR = 4  # batches each worker keeps ready ahead of the model
+# Worker seeds come from their own generator (seeded from the loader's seed plus this), so starting
+# workers draws nothing from the generators the batch order and the model use.
+_WORKER_SEED_OFFSET = 7_919
+
+
+@dataclass(frozen=True)
+class Loading:
+    """How evaluation loaders load: in this process (num_workers 0, the default) or in workers."""
+
+    num_workers: int = 0
+    pin_memory: bool = False  # page-locked batches: faster, asynchronous copies to a GPU
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise D2VError(f"evaluate.num_workers: must be >= 0 (0 = load in process), got {self.num_workers}")
+
+
+IN_PROCESS = Loading()
+
+
+class DrawsAsInProcess(Sampler):
+    """A (batch) sampler that, on every pass, first makes the one draw a fresh in-process loader
+    iterator makes for its workers' base seed, from `generator` (None: the global torch RNG).
+
+    Persistent workers keep one iterator for every pass, so that draw would happen once instead of
+    once per pass: a shuffled loader's second epoch would come out in another order, and the global
+    RNG (dropout) would be left in another state. Drawing here instead keeps every sequence of draws
+    what num_workers 0 gives; the workers' own seeds come from a separate generator."""
+
+    def __init__(self, inner: Iterable[Any], generator: torch.Generator | None) -> None:
+        self.inner = inner
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return len(self.inner)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[Any]:
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        yield from self.inner
+
+
+def _seed_worker_libraries(worker_id: int) -> None:
+    """torch seeds each worker (base seed + id); python's and numpy's RNGs get the same seed, so
+    whatever a dataset might draw there repeats from run to run."""
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _worker_options(loading: Loading, seed: int) -> dict[str, Any]:
+    return dict(
+        num_workers=loading.num_workers,
+        pin_memory=loading.pin_memory,
+        persistent_workers=True,  # fine-tuning and CTC go over their loader many times
+        prefetch_factor=PREFETCH_FACTOR,
+        worker_init_fn=_seed_worker_libraries,
+        generator=torch.Generator().manual_seed(seed + _WORKER_SEED_OFFSET),
+    )
+
+
 def make_loader(
-    dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, collate: Collate | None = None
+    dataset: Dataset, batch_size: int, *, shuffle: bool, seed: int, collate: Collate | None = None,
+    loading: Loading = IN_PROCESS,
 ) -> DataLoader:
-    """Single-process loader; shuffling draws from its own seeded generator, so runs repeat exactly."""
+    """Shuffling draws from the loader's own seeded generator, so runs repeat exactly, and with any
+    number of workers (`DrawsAsInProcess`)."""
     generator = torch.Generator().manual_seed(seed)
+    if loading.num_workers == 0:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=generator,
+            collate_fn=collate or default_collate,
+            num_workers=0,
+            pin_memory=loading.pin_memory,
+        )
+    # The sampler DataLoader itself would build for shuffle=True, drawing from the same generator.
+    order: Sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator,
+        sampler=DrawsAsInProcess(order, generator),
         collate_fn=collate or default_collate,
-        num_workers=0,
+        **_worker_options(loading, seed),
     )
 
 
@@ -118,13 +197,23 @@ class LengthBucketBatches(Sampler[list[int]]):
 
 
 def make_bucketed_loader(
-    dataset: Dataset, lengths: Sequence[int], batch_size: int, *, seed: int, collate: Collate | None = None
+    dataset: Dataset, lengths: Sequence[int], batch_size: int, *, seed: int, collate: Collate | None = None,
+    loading: Loading = IN_PROCESS,
 ) -> DataLoader:
     """A shuffling loader whose batches group items of similar length (`LengthBucketBatches`)."""
     if len(lengths) != len(dataset):  # type: ignore[arg-type]
         raise D2VError(f"length buckets: {len(lengths)} lengths for {len(dataset)} items")  # type: ignore[arg-type]
     sampler = LengthBucketBatches(lengths, batch_size, seed)
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate or default_collate, num_workers=0)
+    if loading.num_workers == 0:
+        return DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate or default_collate, num_workers=0,
+            pin_memory=loading.pin_memory,
+        )
+    # No generator here: each in-process pass draws its workers' base seed from the global RNG.
+    return DataLoader(
+        dataset, batch_sampler=DrawsAsInProcess(sampler, None), collate_fn=collate or default_collate,
+        **_worker_options(loading, seed),
+    )
 
 
 def labels_of(batch: Batch, where: str = "batch") -> Tensor:
@@ -171,12 +260,16 @@ def pool(output: EncoderOutput, pooling: str) -> Tensor:
     return (output.x * keep).sum(dim=1) / keep.sum(dim=1).clamp_min(1.0)
 
 
-def to_device(batch: Batch, device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
-
-
 def first_batch(loader: DataLoader) -> Batch:
-    return next(iter(loader))
+    """The loader's first batch, with exactly the draws an in-process pass makes for it.
+
+    A pass with workers prefetches: left after one batch, it may already have run the sampler to its
+    end, where RandomSampler draws once more, and the next pass's order would depend on num_workers.
+    So with workers the batch is read here, from the loader's own batch sampler, in this process."""
+    if loader.num_workers == 0:
+        return next(iter(loader))
+    indices = next(iter(loader.batch_sampler))  # type: ignore[call-overload]
+    return loader.collate_fn([loader.dataset[i] for i in indices])
 
 
 def as_list(values: Tensor | Sequence[Any]) -> list[Any]:

@@ -13,9 +13,10 @@ the FeatureEncoder contract works without naming conventions.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,7 @@ from d2v.eval.data import (
     Collate,
     EvalResult,
     collect_labels,
+    first_batch,
     get_split,
     labels_of,
     make_loader,
@@ -36,6 +38,7 @@ from d2v.eval.data import (
     pool,
     take_subset,
 )
+from d2v.eval.device import CPU_FP32, EvalRuntime, fp32_features, to_cpu
 from d2v.eval.metrics import accuracy, pearson, spearman, top_k_accuracy
 from d2v.progress import UpdateLog
 from d2v.train.optim import LayerDecay, build_optimizer
@@ -47,12 +50,19 @@ PREDICT_BATCH_SIZE = 256
 
 
 class EncoderWithHead(nn.Module):
-    """encoder -> pooled (B, D) -> [LayerNorm, for mean pooling] -> linear head (B, outputs)."""
+    """encoder -> pooled (B, D) -> [LayerNorm, for mean pooling] -> linear head (B, outputs).
 
-    def __init__(self, encoder: nn.Module, embed_dim: int, outputs: int, pooling: str) -> None:
+    `autocast` wraps the encoder's forward pass only (EvalRuntime.autocast); pooling, norm and head
+    compute in fp32, as the loss after them does."""
+
+    def __init__(
+        self, encoder: nn.Module, embed_dim: int, outputs: int, pooling: str,
+        autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext,
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
+        self.autocast = autocast
         # BEiT / data2vec 2.0 fine-tune mean-pooled features through a LayerNorm (fc_norm). Without it
         # a pretrained encoder's pooled features, which vary less between inputs than a random
         # encoder's, leave the small-init head nearly untrainable (measured: text supersense 17 %).
@@ -62,7 +72,9 @@ class EncoderWithHead(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, batch: Batch) -> Tensor:
-        return self.head(self.fc_norm(pool(self.encoder(batch), self.pooling)))
+        with self.autocast():
+            features = self.encoder(batch)
+        return self.head(self.fc_norm(pool(fp32_features(features), self.pooling)))
 
 
 def encoder_layer_ids(encoder: nn.Module, sample: Batch) -> dict[str, int]:
@@ -119,12 +131,16 @@ def _loss(outputs: Tensor, labels: Tensor, regression: bool, label_smoothing: fl
 
 
 @torch.no_grad()
-def predict(model: nn.Module, dataset: Dataset, collate: Collate | None) -> tuple[Tensor, Tensor]:
-    """Model outputs (N, outputs) and labels (N,) over a split, in eval mode."""
+def predict(
+    model: nn.Module, dataset: Dataset, collate: Collate | None, runtime: EvalRuntime = CPU_FP32
+) -> tuple[Tensor, Tensor]:
+    """Model outputs (N, outputs) and labels (N,) over a split, in eval mode; both on the CPU, fp32
+    outputs (`model` is on the runtime's device)."""
     model.eval()
     outputs, labels = [], []
-    for batch in make_loader(dataset, PREDICT_BATCH_SIZE, shuffle=False, seed=0, collate=collate):
-        outputs.append(model(batch).float())
+    loader = make_loader(dataset, PREDICT_BATCH_SIZE, shuffle=False, seed=0, collate=collate, loading=runtime.loading)
+    for batch in loader:
+        outputs.append(to_cpu(model(runtime.place(batch))))
         labels.append(labels_of(batch))
     return torch.cat(outputs), torch.cat(labels)
 
@@ -152,10 +168,14 @@ def finetune(
     augment: Augment | None = None,
     where: str = "fine-tuning",
     extra_test_splits: Sequence[str] = (),
+    runtime: EvalRuntime = CPU_FP32,
 ) -> EvalResult:
     """Fine-tune a copy of `encoder` on splits["train"]; score splits["test"]. The same fine-tuned
     model also predicts each of `extra_test_splits` that exists (MNLI's mismatched dev set): those
-    outputs are kept in `extra_transcripts` (split -> (predictions, references)), unscored."""
+    outputs are kept in `extra_transcripts` (split -> (predictions, references)), unscored.
+
+    The copy and every batch go to `runtime`'s device; augmentation runs on the CPU batch before
+    it moves (its seeded draws are then the same on every device)."""
     train_set = take_subset(get_split(splits, "train", where), cfg.n_train, seed)
     test_set = take_subset(get_split(splits, "test", where), n_test, seed + 1)
     train_labels = collect_labels(train_set, f"{where}: train split", collate)
@@ -166,9 +186,16 @@ def finetune(
         outputs = max(num_classes_of(train_labels, f"{where}: train split"), test_max + 1)
 
     torch.manual_seed(seed)
-    model = EncoderWithHead(copy.deepcopy(encoder), encoder.embed_dim, outputs, pooling)  # type: ignore[arg-type]
-    loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=seed, collate=collate)
-    optimizer = finetune_optimizer(model, cfg, next(iter(loader)))
+    model = EncoderWithHead(
+        copy.deepcopy(encoder), encoder.embed_dim, outputs, pooling, autocast=runtime.autocast  # type: ignore[arg-type]
+    )
+    model = runtime.place_module(model)
+    loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=seed, collate=collate, loading=runtime.loading)
+    with runtime.autocast():  # the watched pass is an encoder forward pass like any other
+        optimizer = finetune_optimizer(model, cfg, runtime.place(first_batch(loader)))
+    # After the optimizer: its layer-wise lr groups watched an eager forward pass (hooks) and found
+    # parameters by name, which in-place compilation keeps.
+    runtime.compile_in_place(model.encoder)
     total_steps = cfg.epochs * len(loader)
     warmup_steps = warmup_steps_for(total_steps, cfg.warmup_fraction)
     cosine = multiplier(cosine_lr, warmup_steps=warmup_steps, total_steps=total_steps, min_lr=0.0)
@@ -181,6 +208,7 @@ def finetune(
         for batch in loader:
             if augment is not None:
                 batch = augment(batch, augment_generator)
+            batch = runtime.place(batch)
             loss = _loss(model(batch), labels_of(batch), regression, cfg.label_smoothing)
             if not torch.isfinite(loss):
                 raise D2VError(f"{where}: loss became {loss.item()} at update {len(losses)}; lower the lr")
@@ -191,12 +219,12 @@ def finetune(
             losses.append(loss.item())
             log.update(losses[-1])
 
-    test_outputs, test_labels = predict(model, test_set, collate)
+    test_outputs, test_labels = predict(model, test_set, collate, runtime)
     metrics, predictions = score(test_outputs, test_labels, regression)
     extra = {}
     for name in extra_test_splits:
         if name in splits and len(splits[name]) > 0:  # type: ignore[arg-type]
-            outputs, labels = predict(model, take_subset(splits[name], n_test, seed + 1), collate)
+            outputs, labels = predict(model, take_subset(splits[name], n_test, seed + 1), collate, runtime)
             extra[name] = (score(outputs, labels, regression)[1], labels.tolist())
     return EvalResult(
         metrics=metrics,

@@ -23,6 +23,7 @@ from d2v.core.types import FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.config import LinearProbeConfig
 from d2v.eval.data import Collate, EvalResult, get_split, labels_of, make_loader, num_classes_of, pool, take_subset
+from d2v.eval.device import CPU_FP32, EvalRuntime, fp32_features, to_cpu
 from d2v.eval.metrics import accuracy, top_k_accuracy
 from d2v.train.schedules import cosine_lr, multiplier
 
@@ -30,15 +31,21 @@ EXTRACT_BATCH_SIZE = 256
 
 
 @torch.no_grad()
-def extract_features(encoder: FeatureEncoder, loader: DataLoader, pooling: str) -> tuple[Tensor, Tensor]:
-    """Pooled features (N, D) and labels (N,) of every batch, encoder frozen in eval mode."""
+def extract_features(
+    encoder: FeatureEncoder, loader: DataLoader, pooling: str, runtime: EvalRuntime = CPU_FP32
+) -> tuple[Tensor, Tensor]:
+    """Pooled fp32 features (N, D) on the runtime's device and labels (N,) on the CPU, of every
+    batch; `encoder` (already on that device) frozen in eval mode."""
     was_training = encoder.training  # type: ignore[attr-defined]
     encoder.eval()  # type: ignore[attr-defined]
+    forward = runtime.compiled(encoder)  # type: ignore[arg-type]
     features, labels = [], []
     try:
         for batch in loader:
             labels.append(labels_of(batch, "linear probe"))  # first: a clear error for non-dict batches
-            features.append(pool(encoder(batch), pooling).float())  # (B, D)
+            with runtime.autocast():
+                output = forward(runtime.place(batch))
+            features.append(pool(fp32_features(output), pooling))  # (B, D)
     finally:
         encoder.train(was_training)  # type: ignore[attr-defined]
     if not features:
@@ -58,7 +65,9 @@ def train_linear_classifiers(
     heads = []
     for _ in weight_decays:
         torch.manual_seed(seed)  # every classifier starts where a run of its own would
-        heads.append(nn.Linear(features.shape[1], num_classes))
+        # Built on the CPU, then moved: the same initial weights on every device.
+        heads.append(nn.Linear(features.shape[1], num_classes).to(features.device))
+    labels = labels.to(features.device)
     n = features.shape[0]
     batch_size = n if cfg.batch_size == 0 else min(cfg.batch_size, n)
     steps_per_epoch = -(-n // batch_size)
@@ -69,9 +78,10 @@ def train_linear_classifiers(
     cosine = multiplier(cosine_lr, warmup_steps=0, total_steps=total_steps, min_lr=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
     generator = torch.Generator().manual_seed(seed)
-    losses: list[list[float]] = [[] for _ in heads]
+    per_step: list[Tensor] = []  # (H,) per update; read once at the end, not a device sync per step
     for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=generator) if batch_size < n else torch.arange(n)
+        order = order.to(features.device)  # drawn on the CPU: the same order on every device
         for start in range(0, n, batch_size):
             index = order[start : start + batch_size]
             weight = torch.cat([head.weight for head in heads])  # (H*C, D)
@@ -83,8 +93,8 @@ def train_linear_classifiers(
             per_head.sum().backward()  # the heads share no parameter: each gets its own gradient
             optimizer.step()
             schedule.step()
-            for history, value in zip(losses, per_head.tolist()):
-                history.append(value)
+            per_step.append(per_head.detach())
+    losses = torch.stack(per_step).T.tolist() if per_step else [[] for _ in heads]  # (H, updates)
     return list(zip(heads, losses))
 
 
@@ -108,7 +118,7 @@ def select_weight_decay(
     best: tuple[nn.Linear, list[float], float, float | None] | None = None
     for (head, losses), weight_decay in zip(trained, cfg.weight_decays):
         with torch.no_grad():
-            valid_top1 = accuracy(head(valid[0]).argmax(dim=1).numpy(), valid[1].numpy())
+            valid_top1 = accuracy(to_cpu(head(valid[0])).argmax(dim=1).numpy(), valid[1].numpy())
         if best is None or valid_top1 > best[3]:  # type: ignore[operator]
             best = (head, losses, weight_decay, valid_top1)
     assert best is not None  # weight_decays is never empty (LinearProbeConfig checks)
@@ -124,23 +134,26 @@ def linear_probe(
     n_test: int | None,
     seed: int,
     collate: Collate | None = None,
+    runtime: EvalRuntime = CPU_FP32,
 ) -> EvalResult:
     """Train on splits["train"], score splits["test"]: metrics top1, top5 (fractions in [0, 1]).
 
     With several `cfg.weight_decays`, splits["valid"] picks one; the metrics then also hold
-    `weight_decay` (the one kept) and `valid_top1` (its score there)."""
+    `weight_decay` (the one kept) and `valid_top1` (its score there). Extraction and the
+    classifiers run on `runtime`'s device; the caller's encoder is not moved."""
     train_set = take_subset(get_split(splits, "train", "linear probe"), cfg.n_train, seed)
     test_set = take_subset(get_split(splits, "test", "linear probe"), n_test, seed + 1)
-    in_order = dict(batch_size=EXTRACT_BATCH_SIZE, shuffle=False, seed=seed, collate=collate)
-    train_x, train_y = extract_features(encoder, make_loader(train_set, **in_order), pooling)
-    test_x, test_y = extract_features(encoder, make_loader(test_set, **in_order), pooling)
+    in_order = dict(batch_size=EXTRACT_BATCH_SIZE, shuffle=False, seed=seed, collate=collate, loading=runtime.loading)
+    encoder = runtime.borrow_module(encoder)  # type: ignore[type-var]
+    train_x, train_y = extract_features(encoder, make_loader(train_set, **in_order), pooling, runtime)
+    test_x, test_y = extract_features(encoder, make_loader(test_set, **in_order), pooling, runtime)
     valid: tuple[Tensor, Tensor] | None = None
     if len(cfg.weight_decays) > 1:
         valid_set = take_subset(
             get_split(splits, "valid", f"linear probe (picks one of weight_decays {list(cfg.weight_decays)})"),
             cfg.n_valid, seed + 2,
         )
-        valid = extract_features(encoder, make_loader(valid_set, **in_order), pooling)
+        valid = extract_features(encoder, make_loader(valid_set, **in_order), pooling, runtime)
     # A small train subset of a many-class task can miss a class the test split has: size the head
     # for every label seen, the classifier then simply never predicts the missing one.
     num_classes = max(num_classes_of(train_y, "linear probe: train split"), int(test_y.max()) + 1)
@@ -151,7 +164,7 @@ def linear_probe(
         valid = (valid_x, valid[1])
     head, losses, weight_decay, valid_top1 = select_weight_decay((train_x, train_y), valid, num_classes, cfg, seed)
     with torch.no_grad():
-        scores = head(test_x)  # (N, C)
+        scores = to_cpu(head(test_x))  # (N, C)
     predictions = scores.argmax(dim=1)
     gold = test_y.numpy()
     chosen = {} if valid_top1 is None else {"weight_decay": weight_decay, "valid_top1": valid_top1}

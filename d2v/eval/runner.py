@@ -31,6 +31,7 @@ from d2v.eval.baseline import (
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.ctc import ctc_finetune
 from d2v.eval.data import Collate, EvalResult, get_split
+from d2v.eval.device import CPU_FP32, EvalRuntime
 from d2v.eval.finetune import finetune
 from d2v.eval.input_features import BagOfNgrams, LogMelFrames, RawPixels
 from d2v.eval.linear_probe import linear_probe
@@ -77,17 +78,18 @@ def evaluate_image(
     class_names: Sequence[str] | None = None,
     collate: Collate | None = None,
     side_by_side: bool = False,
+    runtime: EvalRuntime = CPU_FP32,
 ) -> list[BaselineRecord]:
     """Linear probe (the main task) and fine-tuning; confusion matrix of the pretrained probe.
 
     The input baseline is the raw pixels: through the probe, standardised pixels and a linear
     classifier; through fine-tuning, a LayerNorm + linear head on the pixels trained end to end
     with the fine-tuning recipe (augmentation included)."""
-    common = dict(splits=splits, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed, collate=collate)
+    common = dict(splits=splits, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed, collate=collate, runtime=runtime)
     pixels = RawPixels.for_batch(sample_batch(splits, collate, "image evaluation"))
     probe = compare_with_random_init(
         "linear_probe", "top1", partial(linear_probe, cfg=cfg.linear_probe, **common), pretrained, random_init, cfg.seed,
-        scorer=_top1, side_by_side=side_by_side, input_baseline=pixels,
+        scorer=_top1, side_by_side=side_by_side, input_baseline=pixels, runtime=runtime,
     )
     tuned = compare_with_random_init(
         "finetune",
@@ -99,6 +101,7 @@ def evaluate_image(
         scorer=_top1,
         side_by_side=side_by_side,
         input_baseline=pixels,
+        runtime=runtime,
     ).record
     out_dir = Path(out_dir)
     write_confusion_csv(
@@ -115,13 +118,15 @@ def sample_batch(splits: Splits, collate: Collate | None, where: str) -> Batch:
 
 
 def glue_task(
-    encoder: FeatureEncoder, splits: Splits, task: str, cfg: TextEvalConfig, collate: Collate | None
+    encoder: FeatureEncoder, splits: Splits, task: str, cfg: TextEvalConfig, collate: Collate | None,
+    runtime: EvalRuntime = CPU_FP32,
 ) -> EvalResult:
     """Fine-tune on one task and score it as GLUE does (`score` = the task's primary number). MNLI's
     model also scores the mismatched dev set (`<split>_score`), as GLUE reports MNLI-mm."""
     result = finetune(
         encoder, splits, cfg.finetune, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed,
         collate=collate, where=f"text task {task}", extra_test_splits=tuple(TEXT_EXTRA_TEST.get(glue_task_key(task), {})),
+        runtime=runtime,
     )
     kind = glue_task_kind(task, "pearson" in result.metrics)
     result.metrics = glue_task_metrics(kind, result.predictions, result.references)
@@ -162,6 +167,7 @@ def evaluate_text(
     out_dir: str | Path,
     collate: Collate | None = None,
     side_by_side: bool = False,
+    runtime: EvalRuntime = CPU_FP32,
 ) -> list[BaselineRecord]:
     """Every task in cfg.tasks, then their GLUE-style average (the main record, listed first).
 
@@ -172,11 +178,11 @@ def evaluate_text(
         raise D2VError(f"text evaluation: no data for task(s) {missing} (have: {', '.join(task_splits) or 'none'})")
     comparisons: dict[str, Comparison] = {}
     for task in cfg.tasks:
-        evaluate = partial(glue_task, splits=task_splits[task], task=task, cfg=cfg, collate=collate)
+        evaluate = partial(glue_task, splits=task_splits[task], task=task, cfg=cfg, collate=collate, runtime=runtime)
         words = BagOfNgrams.for_batch(sample_batch(task_splits[task], collate, f"text task {task}"))
         comparisons[task] = compare_with_random_init(
             task, "score", evaluate, pretrained, random_init, cfg.seed, scorer=_glue_score(task),
-            side_by_side=side_by_side, input_baseline=words,
+            side_by_side=side_by_side, input_baseline=words, runtime=runtime,
         )
     records = [glue_average_record(comparisons, cfg.seed), *(c.record for c in comparisons.values())]
     records += [r for task, c in comparisons.items() for r in _extra_split_records(task, c, cfg.seed)]
@@ -244,15 +250,19 @@ def evaluate_speech(
     extra_test_splits: Sequence[str] = (),
     side_by_side: bool = False,
     input_baseline: FeatureEncoder | None = None,
+    runtime: EvalRuntime = CPU_FP32,
 ) -> list[BaselineRecord]:
     """CTC fine-tuning: WER (main) and CER on "test", plus each extra test split that exists.
 
     The input baseline (default: log-mel frames on wav2vec 2.0's 20 ms grid; the stage passes the
     model's own grid) is a linear CTC head on those frames, trained with the same recipe."""
-    evaluate = partial(ctc_finetune, splits=splits, cfg=cfg, collate=collate, extra_test_splits=extra_test_splits)
+    evaluate = partial(
+        ctc_finetune, splits=splits, cfg=cfg, collate=collate, extra_test_splits=extra_test_splits, runtime=runtime
+    )
     comparison = compare_with_random_init(
         "ctc", "wer", evaluate, pretrained, random_init, cfg.seed, scorer=_error_rate("word"),
         side_by_side=side_by_side, input_baseline=LogMelFrames() if input_baseline is None else input_baseline,
+        runtime=runtime,
     )
     main, ours, theirs, frames = comparison
     records = [main]

@@ -18,6 +18,7 @@ from d2v.data.datasets import ImageCollate, ImageDataset, SpeechCollate, SpeechD
 from d2v.errors import D2VError
 from d2v.eval.baseline import BaselineRecord
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
+from d2v.eval.device import CPU_FP32, EvalRuntime, log_line
 from d2v.eval.input_features import LogMelFrames
 from d2v.eval.live import log_eval_metrics
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
@@ -54,7 +55,11 @@ def evaluate_modality(
     checkpoint: Path,
     out_dir: Path,
     side_by_side: bool = False,
+    runtime: EvalRuntime = CPU_FP32,
 ) -> list[BaselineRecord]:
+    """`runtime` (EvalRuntime.from_config(params.evaluate)): where every procedure runs. Both
+    encoders are loaded and built on the CPU, as in pretraining's seeding; the procedures move them."""
+    log_line(f"{modality}: running on {runtime.describe()}")
     pretrained = load_pretrained(modality, choice, data_root, checkpoint)
 
     def random_init() -> FeatureEncoder:
@@ -67,7 +72,7 @@ def evaluate_modality(
         records = evaluate_image(
             pretrained, random_init, splits, cfg, out_dir,
             class_names=meta.get("class_names"), collate=ImageCollate(meta["mean"], meta["std"]),
-            side_by_side=side_by_side,
+            side_by_side=side_by_side, runtime=runtime,
         )
         log_eval_metrics(out_dir / modality, records)
         return records
@@ -76,7 +81,7 @@ def evaluate_modality(
         records = evaluate_speech(
             pretrained, random_init, speech_splits(choice, data_root), cfg, out_dir, collate=SpeechCollate(crop=False),
             extra_test_splits=speech_extra_test_splits(data_root), side_by_side=side_by_side,
-            input_baseline=log_mel_on_model_grid(choice, data_root),
+            input_baseline=log_mel_on_model_grid(choice, data_root), runtime=runtime,
         )
     elif modality == "text":
         assert isinstance(cfg, TextEvalConfig)
@@ -85,7 +90,8 @@ def evaluate_modality(
             for task in cfg.tasks
         }
         records = evaluate_text(
-            pretrained, random_init, task_splits, cfg, out_dir, collate=TextCollate(cfg.max_len), side_by_side=side_by_side
+            pretrained, random_init, task_splits, cfg, out_dir, collate=TextCollate(cfg.max_len),
+            side_by_side=side_by_side, runtime=runtime,
         )
     else:
         raise D2VError(f"unknown modality {modality!r}")

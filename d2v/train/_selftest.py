@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from d2v.artifacts.config import ArtifactsConfig
 from d2v.core.health import effective_rank, relative_loss
 from d2v.core.types import Data2VecOutput
 from d2v.errors import D2VError
@@ -120,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-id", default=None, help="the run identity --resume compares (default: none)")
+    parser.add_argument("--checkpoint-store", default=None, help="s3://bucket/prefix or file://dir (needs --run-id)")
+    parser.add_argument("--endpoint-url", default=None, help="the checkpoint store's S3 endpoint (moto, MinIO)")
     args = parser.parse_args(argv)
     env = init_distributed()
     try:
@@ -127,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         model = StandInModel(step_delay_s=args.step_delay)
         cfg = tiny_config(max_steps=args.steps, checkpoint_every=args.checkpoint_every)
         paths = RunPaths(checkpoint=args.out / "ckpt.pt", metrics_dir=args.out / "metrics")
+        store = None if args.checkpoint_store is None else ArtifactsConfig(
+            uri=args.checkpoint_store, endpoint_url=args.endpoint_url)
         pretrain(
             model, SyntheticDataset(64), cfg, modality="image", fingerprint=FINGERPRINT,
             seed=args.seed, paths=paths, env=env, resume=args.resume, run_id=args.run_id,
+            checkpoint_store=store,
         )
         torch.save(model.state_dict(), args.out / f"weights-rank{env.rank}.pt")
     except D2VError as exc:

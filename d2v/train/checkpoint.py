@@ -117,9 +117,9 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def save_checkpoint(path: str | Path, payload: dict[str, Any], keep_last: int = 1) -> None:
+def save_checkpoint(path: str | Path, payload: dict[str, Any], keep_last: int = 1) -> Path:
     """Write `payload` (see build_payload) as `path` + a safetensors weights file beside it, atomically:
-    a killed process leaves the old checkpoint or the new one, never half, never a mix.
+    a killed process leaves the old checkpoint or the new one, never half, never a mix. -> the weights file.
 
     Temporary files an earlier, killed save of this checkpoint left beside it are removed first. A
     write that fails (a full disk, EFBIG, EIO) raises CheckpointError naming the file and the OS's
@@ -154,6 +154,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], keep_last: int = 
         raise _write_error(path, "the checkpoint", exc, previous) from exc
     kept = _keep_step_copies(path, int(payload["step"]), keep_last)
     _remove_unreferenced_weights(path, keep={weights_name, *kept})
+    return path.parent / weights_name
 
 
 def step_copies(path: str | Path) -> list[Path]:

@@ -50,18 +50,28 @@ class SpeechTrainConfig(TrainConfig):
         return int(round(self.crop_seconds * sample_rate))
 
 
+CHECKPOINT_STORE_SCHEMES = ("s3://", "file://")
+ARTIFACT_STORE = "artifacts"  # pretrain.checkpoint_store: the store the `artifacts` section configures
+
+
 @dataclass(frozen=True)
 class PretrainConfig:
-    """`pretrain` section: a seed (null = the top-level `seed`) and one recipe per modality."""
+    """`pretrain` section: a seed (null = the top-level `seed`), one recipe per modality, and where
+    checkpoints are mirrored (d2v/train/checkpoint_store.py)."""
 
     seed: int | None
     image: TrainConfig
     speech: SpeechTrainConfig
     text: TrainConfig
+    # null: checkpoints stay on local disk only. `s3://bucket/prefix`, `file://dir`, or "artifacts"
+    # (the artifact store): rank 0 also mirrors every checkpoint there, and --resume fetches it when
+    # the local one is missing or older. Endpoint, credentials and retries: the `artifacts` section.
+    checkpoint_store: str | None = None
 
     def __post_init__(self) -> None:
         for modality in MODALITIES:
             validate_train_config(getattr(self, modality), f"pretrain.{modality}")
+        validate_checkpoint_store(self.checkpoint_store)
 
     def for_modality(self, modality: str) -> TrainConfig:
         if modality not in MODALITIES:
@@ -71,6 +81,16 @@ class PretrainConfig:
 
     def resolve_seed(self, base_seed: int) -> int:
         return base_seed if self.seed is None else self.seed
+
+
+def validate_checkpoint_store(value: str | None, path: str = "pretrain.checkpoint_store") -> None:
+    """null, "artifacts", or a URI with a location after the scheme."""
+    if value is None or value == ARTIFACT_STORE:
+        return
+    scheme = next((s for s in CHECKPOINT_STORE_SCHEMES if value.startswith(s)), None)
+    if scheme is None or not value[len(scheme):].strip("/"):
+        raise ConfigError(f"{path}: {value!r}: expected null, {ARTIFACT_STORE!r}, s3://<bucket>/<prefix> "
+                          "or file://<dir>")
 
 
 def validate_train_config(cfg: TrainConfig, path: str = "pretrain") -> None:

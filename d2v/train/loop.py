@@ -18,9 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +30,12 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
+from d2v.artifacts.config import ArtifactsConfig
 from d2v.errors import D2VError
 from d2v.progress import Progress
 from d2v.train import checkpoint as ckpt
+from d2v.train.checkpoint_mirror import CheckpointMirror
+from d2v.train.checkpoint_store import CheckpointStore, restore_newer
 from d2v.train.config import TrainConfig, validate_train_config
 from d2v.train.distributed import (
     DistEnv,
@@ -48,6 +49,7 @@ from d2v.train.distributed import (
 from d2v.train.health import RECENT, HealthLog
 from d2v.train.metrics import PretrainLog
 from d2v.train.optim import build_optimizer
+from d2v.train.preemption import Preempted, TermSignal
 from d2v.train.schedules import StepScheduler
 
 LOG_KEYS = ("target_var", "pred_var", "rel_loss", "target_rank", "pred_rank", "tau", "masked_fraction")
@@ -62,32 +64,6 @@ class NonFiniteLossError(D2VError):
 class RunPaths:
     checkpoint: Path  # e.g. models/pretrain/image.pt; overwritten atomically
     metrics_dir: Path  # e.g. metrics/pretrain; gets <modality>/ (DVCLive: metrics.json, plots/metrics/*.tsv)
-
-
-class Preempted(D2VError):
-    """SIGTERM stopped pretraining; the checkpoint of the last finished step is saved."""
-
-
-class _TermSignal:
-    """While active, SIGTERM (a preempted pod, `kill`, Prefect cancelling) only sets `received`: the
-    loop finishes its step, saves and stops. Outside the main thread signals cannot be caught, and
-    the default (die at once; resume from the last periodic checkpoint) stays."""
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
-
-    def __enter__(self) -> "_TermSignal":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
 
 
 @dataclass
@@ -143,16 +119,20 @@ def pretrain(
     collate_fn: Callable[[list[Any]], Any] | None = None,
     resume: bool = False,
     run_id: str | None = None,
+    checkpoint_store: ArtifactsConfig | None = None,
 ) -> dict[str, Any]:
     """Train `model` for `cfg.max_steps` updates; return the summary (also written by rank 0).
 
     `resume`: continue from `paths.checkpoint` when it exists and was written by the run `run_id`
     names (d2v/train/run_identity.py); a checkpoint of another run is replaced from step 0. SIGTERM
-    (preemption) saves a checkpoint after the current step and stops with `Preempted`."""
+    (preemption) saves a checkpoint after the current step and stops with `Preempted`.
+    `checkpoint_store` (pretrain.checkpoint_store): rank 0 mirrors every checkpoint there, and
+    `resume` first fetches this run's checkpoint from it when the local one is missing or older."""
     validate_train_config(cfg, f"pretrain.{modality}")
     if not callable(getattr(model, "ema_step", None)):
         raise D2VError(f"pretrain: {type(model).__name__} has no ema_step(); it is not a data2vec model")
-    trainer, state = _setup(model, cfg, fingerprint, seed, paths, env, resume, run_id)
+    store = CheckpointStore.open(checkpoint_store, modality, run_id) if checkpoint_store and env.is_main else None
+    trainer, state = _setup(model, cfg, fingerprint, seed, paths, env, resume, run_id, store)
     sampler = ResumableSampler(_sized(dataset), env, seed, cfg.batch_size)
     if sampler.batches_per_epoch() < 1:
         raise D2VError(
@@ -170,8 +150,9 @@ def pretrain(
         f"device={env.device} world={env.world_size} effective_batch="
         f"{cfg.batch_size * cfg.grad_accum * env.world_size} start_step={state.step}"
     )
+    mirror = CheckpointMirror(store, paths.checkpoint, cfg.keep_last) if store is not None else None
     try:
-        with _TermSignal() as term:
+        with TermSignal() as term:
             while state.step < cfg.max_steps:
                 row = _train_step(trainer, stream, state)
                 if env.is_main:
@@ -179,13 +160,15 @@ def pretrain(
                 progress.update(state.step, {k: row[k] for k in ("loss", "lr", "samples_per_s")})
                 stop = broadcast_flag(term.received, env)  # every rank stops at the same step
                 if stop or state.step % cfg.checkpoint_every == 0 or state.step == cfg.max_steps:
-                    _save(trainer, state, fingerprint, paths.checkpoint, run_id)
+                    _save(trainer, state, fingerprint, paths.checkpoint, run_id, mirror)
                 if stop and state.step < cfg.max_steps:
                     raise Preempted(f"pretrain {modality}: stopped by SIGTERM after step {state.step} of "
                                     f"{cfg.max_steps}; checkpoint saved to {paths.checkpoint}; run again with "
                                     "--resume (dvc repro does) to continue")  # fmt: skip
     finally:
         progress.close()
+        if mirror is not None:  # the last checkpoint (the final model, or SIGTERM's) reaches the store
+            mirror.close()
     summary = _summary(state, cfg, env, modality)
     if env.is_main:
         metrics.finish(summary)
@@ -222,6 +205,7 @@ def _setup(
     env: DistEnv,
     resume: bool,
     run_id: str | None = None,
+    store: CheckpointStore | None = None,
 ) -> tuple[_Trainer, _State]:
     model.to(env.device)
     optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
@@ -231,6 +215,8 @@ def _setup(
     _seed_all(seed, env.rank, generator)
     if resume and env.rank == 0:  # what a save killed mid-write left beside the checkpoint
         ckpt.remove_stale_temporaries(paths.checkpoint)
+        if store is not None:  # a fresh pod, or one whose disk kept an older step
+            restore_newer(store, paths.checkpoint)
     if broadcast_flag(resume and env.rank == 0 and _same_run(paths.checkpoint, run_id), env):
         payload = ckpt.load_checkpoint(paths.checkpoint, expected=fingerprint)
         # Load before DDP wraps the model: DDP broadcasts rank 0's weights when constructed.
@@ -417,8 +403,9 @@ def _record_loss(state: _State, loss: float) -> None:
 
 
 def _save(trainer: _Trainer, state: _State, fingerprint: ckpt.ModelFingerprint, path: Path,
-          run_id: str | None = None) -> None:
-    """Collective: every rank contributes its RNG state; rank 0 writes; all wait for the file."""
+          run_id: str | None = None, mirror: CheckpointMirror | None = None) -> None:
+    """Collective: every rank contributes its RNG state; rank 0 writes (and queues the upload to the
+    checkpoint store); all wait for the file."""
     rng_per_rank = gather_objects(ckpt.capture_rng(trainer.generator), trainer.env)
     if trainer.env.is_main:
         payload = ckpt.build_payload(
@@ -432,7 +419,9 @@ def _save(trainer: _Trainer, state: _State, fingerprint: ckpt.ModelFingerprint, 
             progress=state.progress_dict(),
             run=run_id,
         )
-        ckpt.save_checkpoint(path, payload, keep_last=trainer.cfg.keep_last)
+        weights = ckpt.save_checkpoint(path, payload, keep_last=trainer.cfg.keep_last)
+        if mirror is not None:
+            mirror.submit(weights, state.step, final=state.step >= trainer.cfg.max_steps)
     barrier(trainer.env)
 
 

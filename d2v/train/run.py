@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
+from d2v.artifacts.config import ArtifactsConfig
 from d2v.config import ModelChoice
 from d2v.core.data2vec import Data2Vec
 from d2v.core.types import PAD_ID, SPEECH_SAMPLE_RATE
@@ -138,12 +139,14 @@ def run_pretraining(
     seed: int,
     resume: bool = False,
     init_checkpoint: Path | None = None,
+    checkpoint_store: ArtifactsConfig | None = None,
 ) -> dict[str, Any]:
     """Pretrain one modality; returns the summary that `metrics/pretrain/<modality>/metrics.json` holds.
 
     `init_checkpoint` warm-starts: student and teacher weights come from that checkpoint (it must be
     of the same model), optimizer and schedule start fresh. `resume` continues this run's own
-    checkpoint exactly and takes precedence.
+    checkpoint exactly and takes precedence. `checkpoint_store` (resolve_checkpoint_store of
+    pretrain.checkpoint_store): where checkpoints are mirrored and `resume` looks for a newer one.
     """
     torch.manual_seed(seed)  # the model's initial weights
     model = build_pretraining_model(modality, choice, data_root)
@@ -167,4 +170,5 @@ def run_pretraining(
         collate_fn=data.collate,
         resume=resume,
         run_id=run_identity(fingerprint, cfg, seed, data_root, init=_initial_checkpoint(choice, init_checkpoint)),
+        checkpoint_store=checkpoint_store,
     )

@@ -15,6 +15,11 @@ D2V_INIT_CHECKPOINT (a checkpoint.pt path); the pretrain stage initialises the m
 and starts a fresh optimiser and schedule (see docs/orchestration.md, "Prefect flows"). Like the number
 of processes it is not a dependency: a stage that is up to date is not retrained to use it.
 
+Profiles: `profile` names a paper-scale run of `profiles/` (docs/profiles.md). The flow writes it into
+the checkout's params.yaml for the world size it launches (nproc_per_node x nnodes; grad_accum keeps
+the released effective batch) before `dvc repro`, so DVC records the profile's params in dvc.lock
+exactly as `d2v profile apply` + `dvc repro` would by hand. The profile must be for `modality`.
+
 Multi-node: every node runs this flow with the same rendezvous. Node 0 (node_rank unset or 0) goes
 through `dvc repro` and records the outputs, which only rank 0 writes; the other nodes run the
 stage's command directly, as they hold nothing for DVC to record. Start a multi-node run only when
@@ -52,6 +57,31 @@ def stage_env(launch: Launch, init_checkpoint: str | None) -> dict[str, str]:
     return {**launch.to_env(), **extra}
 
 
+@task(cache_policy=NONE, task_run_name="apply profile {profile}")
+def apply_run_profile(root: str, profile: str, modality: str, gpus: int) -> list[str]:
+    """Write `profile` into root/params.yaml for `gpus` processes; returns the changed keys."""
+    from d2v.errors import ConfigError
+    from d2v.profiles.apply import apply_profile
+    from d2v.profiles.catalog import find_profile
+
+    params_path = Path(root) / "params.yaml"
+    found = find_profile(profile, Path(root) / "profiles")
+    if found.modality != modality:
+        raise ConfigError(f"profile {profile!r} is for {found.modality}, but this flow pretrains {modality}")
+    plan = apply_profile(found, params_path, gpus)
+    run_logger().info("profile %s on %d GPU(s): %d keys of %s changed", profile, gpus, len(plan.changes), params_path)
+    return [change.key for change in plan.changes]
+
+
+def _fixed_nodes(nnodes: str) -> int:
+    """The node count of a fixed-size run ('2'); an elastic range ('1:4') has no fixed world size."""
+    if not nnodes.isdigit():
+        from d2v.errors import ConfigError
+
+        raise ConfigError(f"nnodes {nnodes!r}: a profile needs a fixed node count to keep its effective batch")
+    return int(nnodes)
+
+
 @flow(name="pretrain", log_prints=True)
 def pretrain_flow(
     modality: str = "image",
@@ -64,6 +94,7 @@ def pretrain_flow(
     rdzv_id: str | None = None,
     init_checkpoint: str | None = None,
     force: bool = False,
+    profile: str | None = None,
 ) -> dict:
     """Pretrain one modality (if stale); returns its metrics summary (metrics/pretrain/<modality>/metrics.json).
 
@@ -73,6 +104,8 @@ def pretrain_flow(
     launch = Launch(nproc_per_node if nproc_per_node is not None else default_nproc_per_node(), rdzv)
     target = f"{PRETRAIN_STAGE}@{modality}"
     env = stage_env(launch, init_checkpoint)
+    if profile:
+        apply_run_profile(root, profile, modality, launch.nproc_per_node * _fixed_nodes(nnodes))
     if not rdzv.standalone and node_rank:
         run_worker_node(root, target, env)
         return {}

@@ -245,7 +245,7 @@ def _run(jobs: list[AudioJob], out: Path) -> None:
     from d2v.data.shards import fingerprint, resumable_dir
 
     with resumable_dir(out, fingerprint("test")) as staging:
-        rows, stats = write_shards(staging, jobs, 1.0, 1)
+        rows, stats = write_shards(staging, jobs, 1.0, None)
         write_csv(staging / "manifest.csv", prep.MANIFEST_COLUMNS, rows)
         (staging / "stats.json").write_text(json.dumps(stats))
 

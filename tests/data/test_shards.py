@@ -18,6 +18,7 @@ from d2v.data.shards import (
     read_journal,
     resumable_dir,
     staging_path,
+    worker_pool,
 )
 from d2v.errors import D2VError
 
@@ -101,7 +102,9 @@ def _square(x: int) -> int:
 
 
 def test_parallel_map_keeps_the_order() -> None:
-    assert list(parallel_map(_square, range(40), workers=2, chunksize=3)) == [x * x for x in range(40)]
+    with worker_pool(2) as pool:
+        assert list(parallel_map(_square, range(40), pool, chunksize=3)) == [x * x for x in range(40)]
+    assert list(parallel_map(_square, range(5), None)) == [0, 1, 4, 9, 16]  # no pool: in this process
 
 
 def test_a_staging_dir_of_another_fingerprint_is_discarded(tmp_path: Path) -> None:
@@ -124,7 +127,8 @@ def test_parallel_map_reads_its_input_only_a_window_ahead() -> None:
             pulled.append(x)
             yield x
 
-    results = parallel_map(_square, source(), workers=2, chunksize=4)
-    assert next(results) == 0
-    assert len(pulled) <= 2 * 2 * 4  # four chunks in flight, not the whole input
-    assert list(results) == [x * x for x in range(1, 1000)]
+    with worker_pool(2) as pool:
+        results = parallel_map(_square, source(), pool, chunksize=4)
+        assert next(results) == 0
+        assert len(pulled) <= 2 * 2 * 4  # four chunks in flight, not the whole input
+        assert list(results) == [x * x for x in range(1, 1000)]

@@ -102,3 +102,97 @@ def make_image_splits(n_train: int, n_test: int, classes: int = 4, seed: int = 0
         return DictDataset(image=images, label=labels)
 
     return {"train": split(n_train), "test": split(n_test)}
+
+
+# ------------------------------------------------------------------------------ placement checks
+#
+# Without a GPU nothing can be on the wrong device, so these make "not placed" visible on the CPU:
+# `PlacementGuard` is a CPU runtime that marks every tensor it places (on a fresh copy, so a tensor
+# that never went through it is never marked), every module it places or borrows, and the time
+# spent inside its autocast(); `Guarded*` encoders fail on any batch tensor, module or forward pass
+# that skipped it. A procedure that forgets one `runtime.place(batch)` fails these tests, as it
+# would fail on CUDA with a device mismatch.
+
+import contextlib  # noqa: E402
+import contextvars  # noqa: E402
+import copy  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any, Iterator, Mapping  # noqa: E402
+
+from d2v.eval.device import EvalRuntime  # noqa: E402
+from d2v.eval.input_features import BagOfNgrams, LogMelFrames, RawPixels  # noqa: E402
+
+_MARK = "_placed_by_runtime"
+_IN_AUTOCAST = contextvars.ContextVar("in_runtime_autocast", default=False)
+
+
+def _mark_modules(module: nn.Module) -> nn.Module:
+    for sub in module.modules():
+        object.__setattr__(sub, _MARK, True)
+    return module
+
+
+@dataclass(frozen=True)
+class PlacementGuard(EvalRuntime):
+    """A CPU runtime that marks what goes through it (see above)."""
+
+    def place(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        placed = super().place(batch)
+        for key, value in placed.items():
+            if isinstance(value, Tensor):
+                value = value.clone()  # on a real device `.to` makes a new tensor too
+                setattr(value, _MARK, True)
+                placed[key] = value
+        return placed
+
+    def place_module(self, module):  # type: ignore[no-untyped-def]
+        return _mark_modules(super().place_module(module))
+
+    def borrow_module(self, module):  # type: ignore[no-untyped-def]
+        return _mark_modules(copy.deepcopy(module))  # as on another device: the caller's stays unmarked
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        token = _IN_AUTOCAST.set(True)
+        try:
+            yield
+        finally:
+            _IN_AUTOCAST.reset(token)
+
+
+def check_placed(module: nn.Module, batch: Batch, what: str) -> None:
+    if not getattr(module, _MARK, False):
+        raise AssertionError(f"{what}: the module was not placed through the runtime")
+    for key, value in batch.items():
+        if isinstance(value, Tensor) and not getattr(value, _MARK, False):
+            raise AssertionError(f"{what}: batch[{key!r}] was not placed through the runtime")
+    if not _IN_AUTOCAST.get():
+        raise AssertionError(f"{what}: an encoder forward pass outside runtime.autocast()")
+
+
+class GuardedEncoder(StandInEncoder):
+    def forward(self, batch: Batch) -> EncoderOutput:
+        check_placed(self, batch, "encoder forward")
+        return super().forward(batch)
+
+
+class GuardedPixels(RawPixels):
+    def forward(self, batch: Batch) -> EncoderOutput:
+        check_placed(self, batch, "raw pixels")
+        return super().forward(batch)
+
+
+class GuardedWords(BagOfNgrams):
+    def forward(self, batch: Batch) -> EncoderOutput:
+        check_placed(self, batch, "bag of words")
+        return super().forward(batch)
+
+
+class GuardedLogMel(LogMelFrames):
+    def frozen_features(self, batch: Batch) -> Batch:
+        check_placed(self, batch, "log-mel cache")
+        return super().frozen_features(batch)
+
+    def forward(self, batch: Batch) -> EncoderOutput:
+        check_placed(self, batch, "log-mel frames")
+        return super().forward(batch)

@@ -7,7 +7,11 @@ from d2v.errors import D2VError
 from d2v.eval.config import SpeechEvalConfig
 from d2v.eval.ctc import LetterVocabulary, ctc_finetune, greedy_decode
 
-from eval_standins import DictDataset
+from d2v.eval.data import Loading
+from d2v.eval.device import EvalRuntime
+from d2v.eval.input_features import LogMelFrames
+
+from eval_standins import DictDataset, FrameEmbed, GuardedEncoder, GuardedLogMel, PlacementGuard, StandInEncoder
 
 FRAME = 8  # samples per encoder frame in the stand-in speech encoder
 WORDS = ["abc", "bad", "cab", "dab", "cad", "bca"]  # no doubled letters: one frame run per letter
@@ -117,3 +121,81 @@ def test_with_transcripts_reads_tuple_items() -> None:
     assert batch["transcript"] == ["Hello", "World"] and batch["waveform"].shape == (2, 4)
     with pytest.raises(D2VError, match="no transcript"):
         with_transcripts(waveform_only)([(torch.zeros(4), None, "slt")])
+
+
+# ------------------------------------------------------------------------------ device, workers, compile
+
+def _guarded_speech_encoder() -> GuardedEncoder:
+    torch.manual_seed(0)
+    return GuardedEncoder(FrameEmbed(32, FRAME), dim=32, depth=2, with_cls=False)
+
+
+def test_the_copy_and_every_batch_go_through_the_runtime() -> None:
+    """Training, decoding of test and extra splits (an encoder without a frozen-feature cache)."""
+    splits = {"train": synthetic_speech(16, 1), "test": synthetic_speech(8, 2), "real": synthetic_speech(4, 3)}
+    cfg = speech_cfg(steps=6, batch_size=4, freeze_encoder_steps=2)
+    encoder = _guarded_speech_encoder()
+    with pytest.raises(AssertionError, match="not placed through the runtime"):
+        ctc_finetune(encoder, splits, cfg, collate=pad_collate)  # the default runtime marks nothing
+    guarded = ctc_finetune(encoder, splits, cfg, collate=pad_collate, extra_test_splits=("real",), runtime=PlacementGuard())
+    torch.manual_seed(0)
+    plain_encoder = StandInEncoder(FrameEmbed(32, FRAME), dim=32, depth=2, with_cls=False)
+    plain = ctc_finetune(plain_encoder, splits, cfg, collate=pad_collate, extra_test_splits=("real",),
+                         runtime=EvalRuntime(device=torch.device("cpu")))
+    assert guarded.train_losses == plain.train_losses and guarded.metrics == plain.metrics
+    assert guarded.extra_transcripts == plain.extra_transcripts
+
+
+def test_the_frozen_feature_cache_goes_through_the_runtime() -> None:
+    """The cached path (an encoder with frozen_features: here the log-mel baseline) and its batches."""
+    splits = {"train": synthetic_speech(12, 1), "test": synthetic_speech(6, 2)}
+    cfg = speech_cfg(steps=4, batch_size=4, freeze_encoder_steps=0)
+    frames = GuardedLogMel(window=32, hop=8, bands=8)
+    with pytest.raises(AssertionError, match="not placed through the runtime"):
+        ctc_finetune(frames, splits, cfg, collate=pad_collate)
+    guarded = ctc_finetune(frames, splits, cfg, collate=pad_collate, runtime=PlacementGuard())
+    plain = ctc_finetune(LogMelFrames(window=32, hop=8, bands=8), splits, cfg, collate=pad_collate)
+    assert guarded.train_losses == plain.train_losses and guarded.predictions == plain.predictions
+
+
+class DroppingFrames(FrameEmbed):
+    """FrameEmbed + dropout: training draws from the global RNG, as real encoders' dropout does."""
+
+    def __init__(self, dim: int, frame: int) -> None:
+        super().__init__(dim, frame)
+        self.drop = torch.nn.Dropout(0.3)
+
+    def forward(self, batch: dict) -> tuple:
+        x, mask = super().forward(batch)
+        return self.drop(x), mask
+
+
+def test_ctc_results_do_not_depend_on_loader_workers() -> None:
+    """14 updates over 4 batches per pass: passes restart 3 times between dropout draws."""
+    splits = {"train": synthetic_speech(16, 1), "test": synthetic_speech(6, 2)}
+    cfg = speech_cfg(steps=14, batch_size=4, freeze_encoder_steps=0)
+    runs = []
+    for workers in (0, 2):
+        torch.manual_seed(0)
+        encoder = StandInEncoder(DroppingFrames(32, FRAME), dim=32, depth=1, with_cls=False)
+        runs.append(ctc_finetune(encoder, splits, cfg, collate=pad_collate,
+                                 runtime=EvalRuntime(loading=Loading(num_workers=workers))))
+    assert runs[0].train_losses == runs[1].train_losses and runs[0].predictions == runs[1].predictions
+
+
+def test_compiled_ctc_goes_through_dynamo_and_matches_eager() -> None:
+    """Backend aot_eager (dynamo + AOTAutograd, no C++ build); variable-length batches. Tolerance:
+    losses within 1e-4 relative of eager."""
+    from torch._dynamo.utils import counters
+
+    splits = {"train": synthetic_speech(8, 1), "test": synthetic_speech(4, 2)}
+    cfg = speech_cfg(steps=4, batch_size=4, freeze_encoder_steps=0)
+    eager = ctc_finetune(_guarded_speech_encoder(), splits, cfg, collate=pad_collate, runtime=PlacementGuard())
+    torch._dynamo.reset()
+    counters.clear()
+    torch.manual_seed(0)
+    encoder = StandInEncoder(FrameEmbed(32, FRAME), dim=32, depth=2, with_cls=False)
+    runtime = EvalRuntime(compile=True, compile_backend="aot_eager")
+    compiled = ctc_finetune(encoder, splits, cfg, collate=pad_collate, runtime=runtime)
+    assert counters["stats"]["unique_graphs"] >= 1 and counters["stats"]["calls_captured"] > 0
+    assert compiled.train_losses == pytest.approx(eager.train_losses, rel=1e-4)

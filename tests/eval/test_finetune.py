@@ -8,7 +8,10 @@ from d2v.eval.augment import ImageAugment
 from d2v.eval.config import FinetuneConfig, ImageAugmentConfig
 from d2v.eval.finetune import EncoderWithHead, encoder_layer_ids, finetune, finetune_optimizer
 
-from eval_standins import DictDataset
+from d2v.eval.data import Loading
+from d2v.eval.device import EvalRuntime
+
+from eval_standins import DictDataset, GuardedEncoder, PatchEmbed, PlacementGuard, StandInEncoder
 
 CFG = FinetuneConfig(
     epochs=3, lr=3e-3, batch_size=32, weight_decay=0.01, layer_decay=0.65,
@@ -95,3 +98,54 @@ def test_finetune_errors(image_encoder_factory, image_splits) -> None:
     empty = DictDataset(image=torch.zeros(0, 1, 8, 8), label=torch.zeros(0, dtype=torch.long))
     with pytest.raises(D2VError, match="split 'train' is empty"):
         finetune(image_encoder_factory(0), {"train": empty, "test": empty}, CFG, pooling="mean", n_test=None, seed=0)
+
+
+# ------------------------------------------------------------------------------ device, workers, compile
+
+def _encoder(guarded: bool = False) -> StandInEncoder:
+    torch.manual_seed(0)
+    return (GuardedEncoder if guarded else StandInEncoder)(PatchEmbed(1, 16, 4), dim=16, depth=2)
+
+
+def test_the_copy_and_every_batch_go_through_the_runtime(image_splits) -> None:
+    """Training (augmented), the optimizer's watched pass, test and extra-split predictions."""
+    augment = ImageAugment(ImageAugmentConfig(random_resized_crop=True, crop_scale_min=0.8, hflip=True))
+    cfg = FinetuneConfig(**{**CFG.__dict__, "epochs": 2, "n_train": 64})
+    splits = {**image_splits, "extra": image_splits["test"]}
+    kwargs = dict(pooling="mean", n_test=32, seed=0, augment=augment, extra_test_splits=("extra",))
+    encoder = _encoder(guarded=True)
+    with pytest.raises(AssertionError, match="not placed through the runtime"):
+        finetune(encoder, splits, cfg, **kwargs)  # the default runtime marks nothing
+    guarded = finetune(encoder, splits, cfg, **kwargs, runtime=PlacementGuard())
+    plain = finetune(_encoder(), splits, cfg, **kwargs, runtime=EvalRuntime(device=torch.device("cpu")))
+    assert guarded.train_losses == plain.train_losses and guarded.metrics == plain.metrics
+    assert guarded.extra_transcripts == plain.extra_transcripts and len(guarded.extra_transcripts["extra"][0]) == 32
+
+
+def test_finetune_results_do_not_depend_on_loader_workers(image_splits) -> None:
+    # Two shuffled epochs: persistent workers would draw the second epoch's order differently
+    # without d2v.eval.data.DrawsAsInProcess.
+    cfg = FinetuneConfig(**{**CFG.__dict__, "epochs": 2, "n_train": 96})
+    runs = [
+        finetune(_encoder(), image_splits, cfg, pooling="cls", n_test=32, seed=1,
+                 runtime=EvalRuntime(loading=Loading(num_workers=workers)))
+        for workers in (0, 2)
+    ]
+    assert runs[0].train_losses == runs[1].train_losses and runs[0].metrics == runs[1].metrics
+
+
+def test_compiled_finetuning_goes_through_dynamo_and_matches_eager(image_splits) -> None:
+    """Dynamo with AOTAutograd but no code generation (backend aot_eager): inductor's C++ build
+    of the forward, backward and eval graphs would take minutes on this CPU. Tolerance: losses
+    within 1e-5 relative of eager, the same test predictions."""
+    from torch._dynamo.utils import counters
+
+    cfg = FinetuneConfig(**{**CFG.__dict__, "epochs": 1, "n_train": 64})
+    eager = finetune(_encoder(), image_splits, cfg, pooling="mean", n_test=32, seed=0)
+    torch._dynamo.reset()
+    counters.clear()
+    runtime = EvalRuntime(compile=True, compile_backend="aot_eager")
+    compiled = finetune(_encoder(), image_splits, cfg, pooling="mean", n_test=32, seed=0, runtime=runtime)
+    assert counters["stats"]["unique_graphs"] >= 1 and counters["stats"]["calls_captured"] > 0
+    assert compiled.train_losses == pytest.approx(eager.train_losses, rel=1e-5)
+    assert compiled.predictions == eager.predictions

@@ -4,6 +4,7 @@ learn from them."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from d2v.eval.input_features import UNIGRAM_BUCKETS, BagOfNgrams, LogMelFrames, 
 from d2v.eval.linear_probe import linear_probe
 from d2v.modalities.speech import ConvFeatureEncoder
 
-from eval_standins import DictDataset, make_image_splits
+from eval_standins import DictDataset, GuardedPixels, GuardedWords, PlacementGuard, make_image_splits
 
 WAV2VEC2_CONV = ((64, 10, 5),) + ((64, 3, 2),) * 4 + ((64, 2, 2),) * 2  # the tiny preset's stack
 
@@ -120,3 +121,26 @@ def test_log_mel_frames_are_normalised_per_utterance_and_cached_like_batched() -
     assert torch.equal(frames(alone).x, alone["conv_features"])  # the cache goes through forward as is
     with pytest.raises(D2VError, match="samples >= 400"):
         frames.frozen_features({"waveform": torch.zeros(1, 399)})
+
+
+def test_every_input_baseline_goes_through_the_runtime() -> None:
+    """Raw pixels through the probe and fine-tuning, bag of words through fine-tuning (the log-mel
+    frames through CTC: test_ctc.py), each a module placed and fed placed batches."""
+    splits = make_image_splits(64, 32)
+    probe_cfg = LinearProbeConfig(epochs=5, lr=0.05, batch_size=0, weight_decays=(0.0,), n_train=None, n_valid=None)
+    ft_cfg = FinetuneConfig(epochs=1, lr=1e-2, batch_size=32, weight_decay=0.0, layer_decay=1.0,
+                            label_smoothing=0.0, warmup_fraction=0.0, n_train=None)
+    guard = PlacementGuard()
+    for run in (partial(linear_probe, cfg=probe_cfg), partial(finetune, cfg=ft_cfg)):
+        with pytest.raises(AssertionError, match="not placed through the runtime"):
+            run(GuardedPixels(64), splits, pooling="mean", n_test=None, seed=0)
+        guarded = run(GuardedPixels(64), splits, pooling="mean", n_test=None, seed=0, runtime=guard)
+        assert guarded.metrics == run(RawPixels(64), splits, pooling="mean", n_test=None, seed=0).metrics
+    tokens = torch.randint(5, 40, (48, 6), generator=torch.Generator().manual_seed(0))
+    words = DictDataset(tokens=tokens, label=(tokens == 7).any(1).long())
+    text = {"train": Subset(words, range(32)), "test": Subset(words, range(32, 48))}
+    with pytest.raises(AssertionError, match="not placed through the runtime"):
+        finetune(GuardedWords(pairs=False), text, ft_cfg, pooling="mean", n_test=None, seed=0)
+    guarded = finetune(GuardedWords(pairs=False), text, ft_cfg, pooling="mean", n_test=None, seed=0, runtime=guard)
+    assert guarded.train_losses == finetune(BagOfNgrams(pairs=False), text, ft_cfg, pooling="mean", n_test=None,
+                                            seed=0).train_losses

@@ -12,7 +12,10 @@ from d2v.eval.config import LinearProbeConfig
 from d2v.eval import linear_probe as linear_probe_module
 from d2v.eval.linear_probe import linear_probe
 
-from eval_standins import DictDataset
+from d2v.eval.data import Loading
+from d2v.eval.device import EvalRuntime
+
+from eval_standins import DictDataset, GuardedEncoder, PatchEmbed, PlacementGuard, StandInEncoder, make_image_splits
 
 CFG = LinearProbeConfig(epochs=50, lr=0.05, batch_size=0, weight_decays=(0.0,), n_train=None, n_valid=None)
 
@@ -141,3 +144,75 @@ def test_classifiers_trained_together_match_separate_runs(batch_size: int) -> No
         assert torch.allclose(head.weight, alone.weight, atol=1e-5) and torch.allclose(head.bias, alone.bias, atol=1e-5)
         assert losses == pytest.approx(alone_losses, rel=1e-5)
     assert not torch.allclose(together[0][0].weight, together[2][0].weight, atol=1e-3)  # the decay did act
+
+
+# ------------------------------------------------------------------------------ device, workers, compile
+
+def _tiny_image_encoder(guarded: bool = False) -> StandInEncoder:
+    torch.manual_seed(0)
+    return (GuardedEncoder if guarded else StandInEncoder)(PatchEmbed(1, 16, 4), dim=16, depth=2)
+
+
+def test_extraction_and_classifiers_go_through_the_runtime(image_splits) -> None:
+    splits = {**image_splits, "valid": image_splits["test"]}
+    cfg = LinearProbeConfig(epochs=10, lr=0.05, batch_size=32, weight_decays=(0.0, 1.0), n_train=96, n_valid=32)
+    encoder = _tiny_image_encoder(guarded=True)
+    with pytest.raises(AssertionError, match="not placed through the runtime"):
+        linear_probe(encoder, splits, cfg, pooling="mean", n_test=32, seed=0)  # the default runtime marks nothing
+    guarded = linear_probe(encoder, splits, cfg, pooling="mean", n_test=32, seed=0, runtime=PlacementGuard())
+    plain = linear_probe(_tiny_image_encoder(), splits, cfg, pooling="mean", n_test=32, seed=0,
+                         runtime=EvalRuntime(device=torch.device("cpu")))
+    assert guarded.metrics == plain.metrics and guarded.predictions == plain.predictions
+    assert not hasattr(encoder, "_placed_by_runtime")  # the caller's encoder was borrowed, not moved
+
+
+def test_the_guard_catches_a_batch_that_was_not_placed() -> None:
+    runtime = PlacementGuard()
+    encoder = runtime.place_module(_tiny_image_encoder(guarded=True))
+    with runtime.autocast(), pytest.raises(AssertionError, match=r"batch\['image'\] was not placed"):
+        encoder({"image": torch.zeros(2, 1, 8, 8)})
+    with pytest.raises(AssertionError, match="outside runtime.autocast"):
+        encoder(runtime.place({"image": torch.zeros(2, 1, 8, 8)}))
+    with runtime.autocast():
+        encoder(runtime.place({"image": torch.zeros(2, 1, 8, 8)}))
+
+
+def test_probe_features_and_outputs_are_fp32_on_the_cpu(image_splits) -> None:
+    from d2v.eval.data import make_loader
+    from d2v.eval.linear_probe import extract_features
+
+    loader = make_loader(image_splits["test"], 64, shuffle=False, seed=0)
+    runtime = EvalRuntime(device=torch.device("cpu"))
+    features, labels = extract_features(_tiny_image_encoder(), loader, "mean", runtime)
+    assert features.dtype == torch.float32 and features.device == runtime.device and labels.device.type == "cpu"
+
+
+def test_probe_results_do_not_depend_on_loader_workers(image_splits) -> None:
+    cfg = LinearProbeConfig(epochs=10, lr=0.05, batch_size=32, weight_decays=(0.0,), n_train=96, n_valid=None)
+    runs = [
+        linear_probe(_tiny_image_encoder(), image_splits, cfg, pooling="mean", n_test=32, seed=0,
+                     runtime=EvalRuntime(loading=Loading(num_workers=workers)))
+        for workers in (0, 2)
+    ]
+    assert runs[0].metrics == runs[1].metrics and runs[0].train_losses == runs[1].train_losses
+
+
+def test_compiled_feature_extraction_goes_through_dynamo_and_matches_eager() -> None:
+    """The real backend (inductor: a C++ build on this CPU), on the smallest encoder and one batch
+    shape, so it compiles one graph. Tolerance: features within 1e-5 (abs and rel) of eager."""
+    from torch._dynamo.utils import counters
+
+    from d2v.eval.data import make_loader
+    from d2v.eval.linear_probe import extract_features
+
+    splits = make_image_splits(32, 32)
+    torch.manual_seed(0)
+    encoder = StandInEncoder(PatchEmbed(1, 8, 4), dim=8, depth=1)
+    loader = make_loader(splits["train"], 32, shuffle=False, seed=0)
+    eager, _ = extract_features(encoder, loader, "mean")
+    torch._dynamo.reset()
+    counters.clear()
+    compiled, _ = extract_features(encoder, loader, "mean", EvalRuntime(compile=True))
+    assert counters["stats"]["unique_graphs"] >= 1 and counters["stats"]["calls_captured"] > 0
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    assert not list(counters["graph_break"])  # the whole forward, EncoderOutput included, is one graph

@@ -16,7 +16,9 @@ from d2v.eval.config import (
 from d2v.eval.input_features import LogMelFrames
 from d2v.eval.runner import evaluate_image, evaluate_speech, evaluate_text
 
-from eval_standins import DictDataset, FrameEmbed, PatchEmbed, StandInEncoder, TokenEmbed
+from d2v.eval.device import EvalRuntime
+
+from eval_standins import DictDataset, FrameEmbed, GuardedEncoder, PatchEmbed, PlacementGuard, StandInEncoder, TokenEmbed
 from test_ctc import pad_collate, synthetic_speech
 
 FT = FinetuneConfig(
@@ -130,3 +132,26 @@ def test_evaluate_speech_records_wer_cer_and_extra_split(tmp_path) -> None:
         assert record.input_baseline_name == "log-mel frames" and record.input_baseline_output_ratio is not None
         assert record.input_baseline_delta_ci95_low is not None
     assert by_task["ctc_asr_real_cer"].input_baseline_output_ratio == by_task["ctc_asr_real_wer"].input_baseline_output_ratio
+
+
+def test_runners_hand_the_runtime_to_every_run(tmp_path, image_splits) -> None:
+    """Pretrained, random-init and input-baseline runs of both image comparisons: the guarded
+    encoders fail on anything not placed, and the records equal those of the default runtime."""
+    cfg = ImageEvalConfig(
+        pooling="mean", n_test=32, seed=0,
+        linear_probe=LinearProbeConfig(epochs=5, lr=0.05, batch_size=0, weight_decays=(0.0,), n_train=64, n_valid=None),
+        finetune=FinetuneConfig(**{**FT.__dict__, "n_train": 64}),
+        augment=ImageAugmentConfig(random_resized_crop=False, crop_scale_min=1.0, hflip=True),
+    )
+
+    def records(encoder_cls: type, runtime: EvalRuntime | None) -> list[dict]:
+        torch.manual_seed(0)
+        pretrained = encoder_cls(PatchEmbed(1, 16, 4), 16, 2)
+        extra = {} if runtime is None else {"runtime": runtime}
+        out = evaluate_image(pretrained, lambda: encoder_cls(PatchEmbed(1, 16, 4), 16, 2), image_splits, cfg,
+                             tmp_path, **extra)
+        return [{k: v for k, v in r.__dict__.items() if k != "wall_time_s"} for r in out]
+
+    with pytest.raises(AssertionError, match="not placed through the runtime"):
+        records(GuardedEncoder, None)
+    assert records(GuardedEncoder, PlacementGuard()) == records(StandInEncoder, None)

@@ -12,6 +12,7 @@ from d2v.errors import D2VError
 from d2v.eval.baseline import compare_with_random_init
 from d2v.eval.config import LinearProbeConfig
 from d2v.eval.data import EvalResult
+from d2v.eval.device import EvalRuntime
 from d2v.eval.input_features import RawPixels
 from d2v.eval.linear_probe import linear_probe
 from d2v.eval.side_by_side import SideBySideError, run_side_by_side, worth_running_side_by_side
@@ -144,3 +145,19 @@ def test_many_threads_run_in_turn_in_this_process() -> None:
     finally:
         torch.set_num_threads(threads)
     assert ours.metrics["pid"] == theirs.metrics["pid"] == os.getpid()
+
+
+def test_a_cuda_runtime_runs_in_turn_and_says_why(two_threads, capsys) -> None:
+    """Side by side is a CPU trick: with evaluate.device on CUDA the runs go one after the other, in
+    this process (nothing here touches a GPU: the runs are stand-ins)."""
+    def evaluate(encoder: torch.nn.Module) -> EvalResult:
+        return EvalResult({"top1": 0.5, "pid": float(os.getpid())}, 10, 5)
+
+    cuda = EvalRuntime(device=torch.device("cuda", 0))
+    _, ours, theirs, _ = compare_with_random_init(
+        "probe", "top1", evaluate, torch.nn.Linear(2, 2), lambda: torch.nn.Linear(2, 2), 0, side_by_side=True,
+        runtime=cuda,
+    )
+    assert ours.metrics["pid"] == theirs.metrics["pid"] == os.getpid()
+    assert "probe: evaluate.side_by_side is a CPU trick and the device is cuda:0: the runs go one after the other" in (
+        capsys.readouterr().err)

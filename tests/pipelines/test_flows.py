@@ -20,7 +20,7 @@ from d2v.train.launch import INIT_CHECKPOINT_ENV, NNODES_ENV, NPROC_ENV, Launch,
 from pipelines.dvc_stages import expand_stages, prepared_data_versions, repro_command, reproduced_stages
 from pipelines.flows.commands import StageFailed, run_streaming
 from pipelines.flows.decision import Score, decide, primary_eval_score
-from pipelines.flows.pretrain import stage_env
+from pipelines.flows.pretrain import _fixed_nodes, apply_run_profile, stage_env
 from pipelines.flows.publish import fetch_champion_checkpoint, files_to_publish, store_config
 from pipelines.flows.retrain import judge_and_publish
 
@@ -110,6 +110,18 @@ def test_stage_env_hands_processes_rendezvous_and_warm_start_to_d2v_pretrain(tmp
     assert env[INIT_CHECKPOINT_ENV] == str((tmp_path / "champion.pt").resolve())
     assert Launch.from_env(env) == launch  # what `d2v pretrain` reads back under `dvc repro`
     assert INIT_CHECKPOINT_ENV not in stage_env(Launch(), None)
+
+
+def test_a_profile_is_written_for_the_launched_world_size(tmp_path: Path) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    shutil.copytree(REPO / "profiles", tmp_path / "profiles")
+    changed = apply_run_profile.fn(str(tmp_path), "image-base", "image", 8 * _fixed_nodes("1"))
+    assert "pretrain.image.grad_accum" in changed  # 16 released GPUs on 8: two micro-batches per update
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text())["pretrain"]["image"]["grad_accum"] == 2
+    with pytest.raises(D2VError, match="profile 'text-base' is for text, but this flow pretrains image"):
+        apply_run_profile.fn(str(tmp_path), "text-base", "image", 8)
+    with pytest.raises(D2VError, match="nnodes '1:4': a profile needs a fixed node count"):
+        _fixed_nodes("1:4")
 
 
 def test_run_streaming_hands_over_every_line_and_reports_failures(tmp_path: Path) -> None:

@@ -40,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     seeds = parse_seeds(args.seeds) if args.seeds else None  # bad --seeds fail before anything loads
+    from d2v.eval.device import EvalRuntime
     from d2v.eval.stage import evaluate_modality  # torch import only when the command runs
+
+    runtime = EvalRuntime.from_config(params.evaluate)  # evaluate.device: cuda without one fails here, first
 
     modality = args.modality
     layout = dataclasses.replace(Layout.from_data(params.data), models_dir=Path(args.models_dir))
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         return evaluate_modality(
             modality, getattr(params.model, modality), eval_cfg,
             data_root=layout.prepared(modality), checkpoint=checkpoint, out_dir=out_dir,
-            side_by_side=params.evaluate.side_by_side,
+            side_by_side=params.evaluate.side_by_side, runtime=runtime,
         )
 
     if seeds is None:

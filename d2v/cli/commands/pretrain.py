@@ -90,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     launch = requested_launch(args)
     if launch.needs_torchrun and not under_torchrun():
         return run_torchrun(rank_args(args), launch)
-    from d2v.train.run import run_pretraining  # torch import only when the command runs
+    from d2v.train.checkpoint_store import resolve_checkpoint_store  # torch import only when it runs
+    from d2v.train.run import run_pretraining
 
     modality = args.modality
     layout = dataclasses.replace(Layout.from_data(params.data), models_dir=Path(args.models_dir),
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         seed=params.pretrain.resolve_seed(params.seed),
         resume=args.resume,
         init_checkpoint=Path(args.init_checkpoint) if args.init_checkpoint else None,
+        checkpoint_store=resolve_checkpoint_store(params.pretrain.checkpoint_store, params.artifacts),
     )
     if summary:
         print(json.dumps({k: summary[k] for k in sorted(summary) if not isinstance(summary[k], (dict, list))}, indent=1))
