@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
+import shutil
+import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,3 +203,99 @@ def test_retrain_rescores_the_champion_on_todays_data(stack: Stack, moto_server:
     assert extra["champion"]["value"] == extra["candidate"]["value"]  # same weights, data and seed
     assert extra["decision"] == "promoted"
     assert store.pointer("image", "champion").run_id == "rescore-e2e-image"
+
+
+def _descendants_running(marker: str) -> list[int]:
+    """Pids of this process's descendants whose command line contains `marker`."""
+    table = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
+    rows = [line.split(None, 2) for line in table.splitlines() if len(line.split(None, 2)) == 3]
+    children: dict[int, list[int]] = {}
+    for pid, ppid, _ in rows:
+        children.setdefault(int(ppid), []).append(int(pid))
+    args = {int(pid): cmd for pid, _, cmd in rows}
+    found, todo = [], list(children.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        if marker in args.get(pid, ""):
+            found.append(pid)
+    return found
+
+
+def _run_image_outputs(repo: Path) -> dict[str, object]:
+    """What an image pretraining run leaves that must not depend on being interrupted."""
+    model_dir = repo / "models" / "image"
+    summary = json.loads((repo / "metrics" / "pretrain" / "image" / "metrics.json").read_text())
+    return {
+        "weights": {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in model_dir.glob("*.safetensors")},
+        "loss": (repo / "metrics" / "pretrain" / "image" / "plots" / "metrics" / "loss.tsv").read_text(),
+        "summary": {k: v for k, v in summary.items() if not k.endswith(("_s", "time_s", "samples_per_s"))},
+    }
+
+
+@pytest.mark.slow
+def test_a_prefect_retry_resumes_a_killed_pretraining_to_the_same_bits(stack: Stack, tmp_path: Path) -> None:
+    """The pretrain flow's `dvc repro` task is retried by Prefect after its d2v process is SIGKILLed
+    mid-run; the retry continues from the checkpoint and ends where an uninterrupted run ends."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+    from pipelines.flows.pretrain import pretrain_flow
+
+    repo = tmp_path / "repo"
+    subprocess.run(["cp", "-a", str(stack.repo), str(repo)], check=True)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    steps, every = 40, 10
+    params["pretrain"]["image"].update({"max_steps": steps, "checkpoint_every": every, "log_every": every})
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    loss_log = repo / "metrics" / "pretrain" / "image" / "plots" / "metrics" / "loss.tsv"
+    loss_log.unlink(missing_ok=True)
+    killed: list[int] = []
+
+    def kill_once_mid_run() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if loss_log.is_file() and len(loss_log.read_text().splitlines()) > every + 2:
+                for pid in _descendants_running("d2v pretrain image"):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                if killed:
+                    return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=kill_once_mid_run, daemon=True)
+    lines: list[str] = []  # the task's streamed stage output, as the Prefect run logger emits it
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    collect = Collect(logging.INFO)
+    task_logger = logging.getLogger("prefect.task_runs")
+    task_logger.addHandler(collect)
+    env_keys = {k: v for k, v in stack.env.items() if k.startswith(("AWS_", "D2V_"))}
+    saved = {k: os.environ.get(k) for k in env_keys}
+    os.environ.update(env_keys | {"D2V_ROOT": str(repo)})
+    try:
+        with temporary_settings({PREFECT_API_URL: stack.env["PREFECT_API_URL"],
+                                 PREFECT_HOME: stack.env["PREFECT_HOME"]}):
+            killer.start()
+            summary = pretrain_flow(modality="image", root=str(repo))
+    finally:
+        task_logger.removeHandler(collect)
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+    killer.join(timeout=5)
+    assert killed, "the pretraining ended before it could be killed"
+    # One start line per attempt (the failure's own message quotes the first attempt's lines too).
+    starts = [int(m.group(1)) for line in lines for m in [re.match(r"\[pretrain image\] device=.* start_step=(\d+)$", line)] if m]
+    assert starts[0] == 0 and len(starts) == 2 and every <= starts[1] < steps, starts  # the retry resumed
+    assert summary["steps"] == steps
+    resumed = _run_image_outputs(repo)
+
+    import torch
+
+    checkpoint = torch.load(repo / "models" / "image" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["step"] == steps
+    shutil.rmtree(repo / "models" / "image")  # the same stage, uninterrupted
+    run(["dvc", "repro", "--force", "pretrain@image"], repo, stack.env)
+    assert _run_image_outputs(repo) == resumed
