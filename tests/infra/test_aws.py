@@ -70,16 +70,24 @@ def test_buckets_are_versioned_encrypted_and_private(stack: dict[str, Any], buck
                      "BlockPublicPolicy": True, "RestrictPublicBuckets": True}
 
 
-def test_lifecycle_expires_noncurrent_pointer_versions_only_and_tiers_old_runs(stack: dict[str, Any]) -> None:
+def test_lifecycle_expires_old_pointer_versions_and_checkpoints_only_and_tiers_old_runs(stack: dict[str, Any]) -> None:
     s3 = boto3.client("s3")
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(
         Bucket=BUCKETS["ArtifactBucketName"])["Rules"]}
     pointers = rules["expire-noncurrent-pointers"]
     assert pointers["Filter"]["Prefix"] == "pointers/"
     assert pointers["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
-    # A noncurrent run version exists only after an accident or an attack: never expired.
+    # A noncurrent run version exists only after an accident or an attack: never expired. Only
+    # pointers' old versions and pretraining checkpoints (checkpoints/, 30 days) ever expire.
     expiring = [r for r in rules.values() if "NoncurrentVersionExpiration" in r or "Expiration" in r]
-    assert [r["Filter"]["Prefix"] for r in expiring] == ["pointers/"]
+    assert sorted(r["Filter"]["Prefix"] for r in expiring) == ["checkpoints/", "pointers/"]
+    checkpoints = rules["expire-checkpoints"]
+    assert checkpoints["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+    # moto's CloudFormation drops a rule's ExpirationInDays (the deployed rule above has none), so
+    # the current versions' expiry is checked in the template itself.
+    template = (REPO / "infra" / "aws" / "artifact-store.yaml").read_text(encoding="utf-8")
+    rule = template.split("- Id: expire-checkpoints", 1)[1].split("- Id:", 1)[0]
+    assert "ExpirationInDays: !Ref CheckpointExpirationDays" in rule
     tiering = rules["tier-old-runs"]
     assert tiering["Filter"]["Prefix"] == "runs/"
     assert [t["StorageClass"] for t in tiering["Transitions"]] == ["STANDARD_IA", "GLACIER_IR"]
@@ -143,15 +151,16 @@ def test_object_lock_retention_days_locks_the_artifact_bucket_in_governance_mode
         s3.get_object_lock_configuration(Bucket=buckets["DvcBucketName"])  # content-addressed: no lock
 
 
-def test_training_role_writes_runs_latest_and_dvc_but_never_a_champion_or_a_delete(stack: dict[str, Any]) -> None:
+def test_training_role_writes_runs_latest_checkpoints_and_dvc_but_never_a_champion_or_a_delete(stack: dict[str, Any]) -> None:
     iam = boto3.client("iam")
     attached = iam.list_attached_role_policies(RoleName=f"{STACK}-training")["AttachedPolicies"]
     assert [p["PolicyArn"] for p in attached] == [stack["TrainingWritePolicyArn"]]
     document = managed_policy_document(stack["TrainingWritePolicyArn"])
     allowed = _allowed(document)
     artifacts, dvc = (f"arn:aws:s3:::{name}" for name in BUCKETS.values())
-    assert allowed["s3:PutObject"] == {f"{artifacts}/runs/*", f"{artifacts}/pointers/*/latest.json", f"{dvc}/*"}
-    assert allowed["s3:GetObject"] == {f"{artifacts}/runs/*", f"{artifacts}/pointers/*", f"{dvc}/*"}
+    checkpoints = f"{artifacts}/checkpoints/*"  # pretrain.checkpoint_store's mirror
+    assert allowed["s3:PutObject"] == {f"{artifacts}/runs/*", f"{artifacts}/pointers/*/latest.json", checkpoints, f"{dvc}/*"}
+    assert allowed["s3:GetObject"] == {f"{artifacts}/runs/*", f"{artifacts}/pointers/*", checkpoints, f"{dvc}/*"}
     assert not any("Delete" in action or "*" in action for action in allowed)
     assert DELETES <= _denied(document)
     never = {s["Sid"]: s for s in document["Statement"]}["NeverMoveChampion"]

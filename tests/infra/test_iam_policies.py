@@ -51,6 +51,7 @@ CONDITIONS: dict[str, dict[str, str]] = {
     "prefix=runs/": {"s3:prefix": "runs/"},
     "prefix=pointers/": {"s3:prefix": "pointers/"},
     "prefix=reports/": {"s3:prefix": "reports/"},
+    "prefix=checkpoints/": {"s3:prefix": "checkpoints/image/"},
 }
 
 
@@ -89,6 +90,13 @@ TABLE = [
     Row("training", "PutObject", f"{A}/pointers/image/other.json", "if-match", IMPLICIT),
     Row("training", "PutObject", f"{A}/reports/index.html", "if-none-match", IMPLICIT),
     Row("training", "DeleteObject", f"{A}/runs/r1/model.pt", "-", DENIED),
+    # pretrain.checkpoint_store: mirror, list and fetch a run's checkpoints; pruning them is refused
+    Row("training", "PutObject", f"{A}/checkpoints/image/0123/step00000100/checkpoint.ab.pt", "-", ALLOWED),
+    Row("training", "PutObject", f"{A}/checkpoints/image/0123/latest.json", "-", ALLOWED),
+    Row("training", "GetObject", f"{A}/checkpoints/image/0123/latest.json", "-", ALLOWED),
+    Row("training", "ListBucket", A, "prefix=checkpoints/", ALLOWED),
+    Row("training", "DeleteObject", f"{A}/checkpoints/image/0123/step00000100/checkpoint.ab.pt", "-", DENIED),
+    Row("reader", "PutObject", f"{A}/checkpoints/image/0123/latest.json", "-", IMPLICIT),
     Row("training", "DeleteObjectVersion", f"{A}/pointers/image/latest.json", "-", DENIED),
     Row("training", "GetObject", f"{A}/runs/r1/model.pt", "http", DENIED),
     Row("training", "ListBucket", D, "-", ALLOWED),
