@@ -1,0 +1,119 @@
+"""Where `make demo`'s time goes: every DVC stage of a fresh `dvc repro`, timed, beside the matmul peak.
+
+Runs the whole pipeline once, from nothing, in a temporary git copy of the repository's tracked files
+(the workspace's data/, models/ and metrics/ are not touched). Each stage's time runs from DVC's
+"Running stage" line to the next stage's, so it includes the stage's own Python and torch start-up
+and DVC's hashing of its outputs. The start-up alone is measured too: `d2v --version` (no torch)
+and a bare `import torch`. Prints a table, slowest stage first, and writes
+benchmarks/results/demo_stages.json.
+
+    python benchmarks/bench_demo_stages.py [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results" / "demo_stages.json"
+BIN = Path(sys.executable).parent
+RUNNING = re.compile(r"^Running stage '([^']+)'")
+
+sys.path.insert(0, str(HERE))
+from bench_train_step import matmul_peak_gflops  # noqa: E402  (a sibling script)
+
+
+def tracked_copy(dest: Path) -> None:
+    """The repository's tracked files as they are in the working tree, in a fresh git repository."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for rel in filter(None, listed.decode().split("\0")):
+        source = REPO / rel
+        if source.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / rel)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+
+
+def timed_repro(work: Path, env: dict[str, str]) -> tuple[list[tuple[str, float]], float]:
+    """(stage, seconds) in the order DVC ran them, and the whole `dvc repro`'s wall time."""
+    start = time.monotonic()
+    marks: list[tuple[str, float]] = []
+    with subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=work, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            match = RUNNING.match(line)
+            if match:
+                marks.append((match.group(1), time.monotonic()))
+                print(f"  {time.monotonic() - start:7.1f} s  {match.group(1)}", flush=True)
+        if proc.wait() != 0:
+            raise SystemExit(f"dvc repro failed in {work} (exit {proc.returncode}); rerun with --keep to look")
+    end = time.monotonic()
+    ends = [t for _, t in marks[1:]] + [end]
+    return [(name, round(stop - begin, 1)) for (name, begin), stop in zip(marks, ends)], round(end - start, 1)
+
+
+def startup_seconds(env: dict[str, str]) -> dict[str, float]:
+    """What every stage pays before its own work: the d2v CLI, and torch's import."""
+    def best_of(cmd: list[str], runs: int = 3) -> float:
+        times = []
+        for _ in range(runs):
+            begin = time.monotonic()
+            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            times.append(time.monotonic() - begin)
+        return round(min(times), 2)
+
+    return {"d2v_version_s": best_of([str(BIN / "d2v"), "--version"]),
+            "import_torch_s": best_of([sys.executable, "-c", "import torch"])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the temporary copy (its path is printed)")
+    args = parser.parse_args()
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "TQDM_DISABLE": "1",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    peak = matmul_peak_gflops()
+    print(f"fp32 matmul peak measured now: {peak:.1f} GFLOP/s; running the whole pipeline in a fresh copy")
+    work = Path(tempfile.mkdtemp(prefix="d2v-demo-stages-"))
+    try:
+        tracked_copy(work)
+        stages, total = timed_repro(work, env)
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    startup = startup_seconds(env)
+    print(f"\n{'stage':<22} {'seconds':>8} {'share':>6}")
+    for name, seconds in sorted(stages, key=lambda row: -row[1]):
+        print(f"{name:<22} {seconds:>8.1f} {100 * seconds / total:>5.1f}%")
+    print(f"{'dvc repro (total)':<22} {total:>8.1f}")
+    print(f"start-up per stage: d2v --version {startup['d2v_version_s']} s, import torch {startup['import_torch_s']} s "
+          f"(x {len(stages)} stages)")
+    from d2v.atomic import atomic_write_json
+
+    atomic_write_json(RESULTS, {
+        "matmul_peak_gflops": round(peak, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "total_s": total,
+        "stages": [{"stage": name, "seconds": seconds} for name, seconds in stages],
+        "startup": startup,
+    })
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
