@@ -29,20 +29,9 @@ RESULTS = HERE / "results" / "demo_stages.json"
 BIN = Path(sys.executable).parent
 RUNNING = re.compile(r"^Running stage '([^']+)'")
 
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(REPO / "tests" / "pipelines")]
 from bench_train_step import matmul_peak_gflops  # noqa: E402  (a sibling script)
-
-
-def tracked_copy(dest: Path) -> None:
-    """The repository's tracked files as they are in the working tree, in a fresh git repository."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    for rel in filter(None, listed.decode().split("\0")):
-        source = REPO / rel
-        if source.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / rel)
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "bench"]):
-        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+from flow_stack import commit_all, copy_tracked_files  # noqa: E402  (the flow tests' repository copy)
 
 
 def timed_repro(work: Path, env: dict[str, str]) -> tuple[list[tuple[str, float]], float]:
@@ -88,7 +77,8 @@ def main() -> None:
     print(f"fp32 matmul peak measured now: {peak:.1f} GFLOP/s; running the whole pipeline in a fresh copy")
     work = Path(tempfile.mkdtemp(prefix="d2v-demo-stages-"))
     try:
-        tracked_copy(work)
+        copy_tracked_files(work)
+        commit_all(work, "bench")
         stages, total = timed_repro(work, env)
     finally:
         if args.keep:

@@ -43,6 +43,7 @@ class Plan:
     gpus: int
     changes: tuple[Change, ...]
     text: str
+    params: Params  # `text`, loaded by the strict params loader
 
 
 def plan_profile(profile: Profile, params_path: str | Path, gpus: int | None = None) -> Plan:
@@ -70,10 +71,10 @@ def plan_profile(profile: Profile, params_path: str | Path, gpus: int | None = N
     header = f"{APPLIED_MARK} {profile.name} on {world} GPU(s), {len(changes)} keys (`d2v profile show {profile.name}`); comments below describe the embedded default\n"
     text = header + body
     try:
-        from_mapping(Params, yaml.safe_load(text))
+        params = from_mapping(Params, yaml.safe_load(text))
     except ConfigError as exc:
         raise ConfigError(f"{profile.path}: applied to {params_path}: {exc}") from None
-    return Plan(profile, world, tuple(changes), text)
+    return Plan(profile, world, tuple(changes), text, params)
 
 
 def apply_profile(profile: Profile, params_path: str | Path, gpus: int | None = None) -> Plan:

@@ -66,24 +66,34 @@ def _deep_update(tree: dict, overrides: dict) -> None:
             tree[key] = value
 
 
-def make_repo_copy(dest: Path, artifacts_uri: str, endpoint_url: str | None) -> Path:
-    """The repository's tracked files (as in the working tree) in a fresh git repo, tiny params."""
+def copy_tracked_files(dest: Path) -> None:
+    """The repository's tracked files, as they are in the working tree, under `dest`."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     for rel in filter(None, listed.decode().split("\0")):
         source = REPO / rel
         if source.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / rel)
+
+
+def commit_all(dest: Path, message: str) -> None:
+    """`dest` as a fresh git repository with everything in it committed (identity given: CI has none)."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    run(["git", "init", "-q", "-b", "main"], dest, env)
+    run(["git", "add", "-A"], dest, env)
+    run(["git", "-c", "user.email=t@t.invalid", "-c", "user.name=t", "commit", "-qm", message], dest, env)
+
+
+def make_repo_copy(dest: Path, artifacts_uri: str, endpoint_url: str | None) -> Path:
+    """The repository's tracked files (as in the working tree) in a fresh git repo, tiny params."""
+    copy_tracked_files(dest)
     params = yaml.safe_load((dest / "params.yaml").read_text())
     _deep_update(params, {"data": TINY_DATA,
                           "pretrain": {m: TINY_PRETRAIN for m in ("image", "speech", "text")},
                           "evaluate": {"image": TINY_EVAL_IMAGE},
                           "artifacts": {"uri": artifacts_uri, "endpoint_url": endpoint_url}})
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    run(["git", "init", "-q", "-b", "main"], dest, env)
-    run(["git", "add", "-A"], dest, env)
-    run(["git", "-c", "user.email=t@t.invalid", "-c", "user.name=t", "commit", "-qm", "tiny"], dest, env)
+    commit_all(dest, "tiny")
     return dest
 
 

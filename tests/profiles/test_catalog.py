@@ -27,7 +27,9 @@ def test_the_paper_runs_are_shipped() -> None:
 @pytest.mark.parametrize("name", SHIPPED)
 def test_profile_resolves_strictly_and_builds_its_model(name: str) -> None:
     profile = find_profile(name, PROFILES)
-    params = from_mapping(Params, yaml.safe_load(plan_profile(profile, ROOT / "params.yaml").text))
+    plan = plan_profile(profile, ROOT / "params.yaml")
+    params = plan.params
+    assert params == from_mapping(Params, yaml.safe_load(plan.text)), "the plan's params are its text's"
     choice = getattr(params.model, profile.modality)
     assert choice.preset in ("base", "large") and choice.overrides == {}, "a paper run uses the released model"
     data = params.data

@@ -70,13 +70,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cost(plan: Any, args: argparse.Namespace) -> dict[str, float]:
-    import yaml
-
-    from d2v.config import Params, from_mapping
     from d2v.profiles.cost import DEFAULT_MFU, H100_BF16_DENSE_TFLOPS, pretraining_cost
 
-    params = from_mapping(Params, yaml.safe_load(plan.text))
-    cost = pretraining_cost(params, plan.profile.modality, plan.gpus)
+    cost = pretraining_cost(plan.params, plan.profile.modality, plan.gpus)
     mfu = args.mfu if args.mfu is not None else DEFAULT_MFU
     return {
         "gflop_per_sample": round(cost.flop_per_sample / 1e9, 1),
