@@ -206,20 +206,36 @@ def test_retrain_rescores_the_champion_on_todays_data(stack: Stack, moto_server:
 
 
 def _descendants_running(marker: str) -> list[int]:
-    """Pids of this process's descendants whose command line contains `marker`."""
-    table = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True, check=True).stdout
-    rows = [line.split(None, 2) for line in table.splitlines() if len(line.split(None, 2)) == 3]
+    """Pids of this process's descendants whose command line contains `marker`, deepest first.
+
+    Read from /proc rather than `ps`, whose output is cut at the terminal width ($COLUMNS) when it
+    is piped: a long venv path then hides the marker in the Python process's command line, only the
+    short `/bin/sh -c ...` parent gets killed, and the orphaned trainer runs on (seen on CI)."""
+    parents: dict[int, int] = {}
+    commands: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:  # the process ended while being read
+            continue
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])  # the name may hold spaces
+        commands[int(entry.name)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
     children: dict[int, list[int]] = {}
-    for pid, ppid, _ in rows:
-        children.setdefault(int(ppid), []).append(int(pid))
-    args = {int(pid): cmd for pid, _, cmd in rows}
-    found, todo = [], list(children.get(os.getpid(), []))
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    found: list[int] = []
+    todo = [(pid, 0) for pid in children.get(os.getpid(), [])]
+    depth: dict[int, int] = {}
     while todo:
-        pid = todo.pop()
-        todo += children.get(pid, [])
-        if marker in args.get(pid, ""):
+        pid, level = todo.pop()
+        todo += [(child, level + 1) for child in children.get(pid, [])]
+        if marker in commands.get(pid, ""):
             found.append(pid)
-    return found
+            depth[pid] = level
+    return sorted(found, key=lambda pid: -depth[pid])  # the trainer before the shell that started it
 
 
 def _run_image_outputs(repo: Path) -> dict[str, object]:
