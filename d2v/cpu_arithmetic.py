@@ -1,20 +1,23 @@
-"""One CPU arithmetic path on every x86-64 machine, so that CPU outputs are byte-identical across machines.
+"""An opt-in single CPU arithmetic path on x86-64 machines, for byte-identical outputs between like machines.
 
 PyTorch's CPU kernels pick their code path from the CPU they run on, and the paths round
 differently. Measured on this project's 2-core AVX2 machine (10 tiny pretraining updates, weights
 hashed; docs/results.md, "Across machines"): ATen's vectorised kernels at the `default` capability
 instead of AVX2, oneDNN capped at SSE4.1, MKL in its SSE2 'COMPATIBLE' mode, or 1 thread instead of
 2 each gave different weights. So did sentencepiece's trainer at 1, 2 or 4 threads (d2v fixes it at
-2). A machine with AVX-512 picks AVX-512 paths in all three libraries by default, and its models
-differ from an AVX2 machine's in the last bits although every metric agrees.
+2).
 
-`pin()` runs before torch is imported (the `d2v` entry point calls it). It caps all three
-libraries at AVX2, which every x86-64 CPU of the last decade has:
+`D2V_CPU_ARITHMETIC=avx2` caps all three libraries at AVX2 before torch is imported (the `d2v` entry
+point calls `pin()`):
 - MKL's conditional numerical reproducibility (MKL_CBWR=AVX2);
 - ATen's CPU capability (ATEN_CPU_CAPABILITY=avx2);
 - oneDNN's ISA (ONEDNN_MAX_CPU_ISA=AVX2).
-It also fixes the thread count when D2V_CPU_THREADS is set. Variables the user has already set are
-left alone. D2V_CPU_ARITHMETIC=native turns all of it off, for speed on AVX-512 machines.
+It is not the default (`native`, the libraries' own choice) because it bought less than it cost:
+on a 2-core AVX-512 Intel Xeon it halved the fp32 matmul peak (238 -> 123 GFLOP/s), and that
+machine's pinned demo still wrote weights that differ in the last bits from the AMD AVX2 machine's
+(same commit and data). Use it between machines of one CPU family that must share a DVC cache.
+D2V_CPU_THREADS fixes the thread count in either mode. Variables the user has already set are left
+alone.
 
 Not covered: the thread count when D2V_CPU_THREADS is unset (torch uses one thread per core, so
 machines with different core counts differ), CPUs without AVX2, non-x86 CPUs, and CUDA, whose
@@ -27,7 +30,10 @@ import os
 import platform
 from pathlib import Path
 
-MODE_ENV = "D2V_CPU_ARITHMETIC"  # "avx2" (default) or "native"
+from d2v.errors import ConfigError
+
+MODE_ENV = "D2V_CPU_ARITHMETIC"  # "native" (default) or "avx2"
+MODES = ("native", "avx2")
 THREADS_ENV = "D2V_CPU_THREADS"
 PINS = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -36,18 +42,16 @@ THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 def pin(environ: dict[str, str] | None = None, cpu_flags: frozenset[str] | None = None) -> dict[str, str]:
     """Set the pins in `environ` (default: this process's); returns what was set."""
     env = os.environ if environ is None else environ
-    if env.get(MODE_ENV, "avx2") == "native":
-        return {}
-    flags = _cpu_flags() if cpu_flags is None else cpu_flags
+    mode = env.get(MODE_ENV, "native") or "native"
+    if mode not in MODES:
+        raise ConfigError(f"{MODE_ENV}={mode!r}: expected one of {', '.join(MODES)}")
     wanted: dict[str, str] = {}
-    if "avx2" in flags:
+    if mode == "avx2" and "avx2" in (_cpu_flags() if cpu_flags is None else cpu_flags):
         wanted.update(PINS)
     threads = env.get(THREADS_ENV)
     if threads:
         if not threads.isdigit() or int(threads) < 1:
-            from d2v.errors import ConfigError
-
-            raise ConfigError(f"{THREADS_ENV}={threads!r}: expected a positive number of threads")
+                raise ConfigError(f"{THREADS_ENV}={threads!r}: expected a positive number of threads")
         wanted.update({name: threads for name in THREAD_VARS})
     applied = {name: value for name, value in wanted.items() if name not in env}
     env.update(applied)
