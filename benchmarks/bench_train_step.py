@@ -1,11 +1,12 @@
 """Training-step throughput of the data2vec models, and the share of this machine's matmul peak.
 
-For every modality and version (tiny preset, the demo's batch shapes): time full optimizer steps
-(forward, backward, AdamW, EMA update), count their FLOPs with torch's FlopCounterMode, and compare
-with a square fp32 matmul measured in the same run. data2vec 2.0 runs twice: with its released M
-masked clones per teacher pass, and at M = 1, where it does the same number of student passes as
-1.0 and the two versions compare at equal work. Prints a table and writes
-benchmarks/results/train_step.json.
+For every modality and version (tiny preset, the demo's batch shapes and model overrides, so speech
+runs its log-mel front end): time full optimizer steps (forward, backward, AdamW, EMA update), count
+their FLOPs with torch's FlopCounterMode, and compare with a square fp32 matmul measured in the
+same run. data2vec 2.0 runs three times: with its released M masked clones per teacher pass; at
+M = 1, where it does the same number of student passes as 1.0 and the two versions compare at
+equal work; and at M = 1 with 80 % of the input masked (the image recipe's ratio on every
+modality). Prints a table and the v2-over-v1 speed-ups, and writes benchmarks/results/train_step.json.
 
     python benchmarks/bench_train_step.py [--steps 8] [--warmup 2]
 """
@@ -21,19 +22,29 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from d2v.config import ModelChoice
+from d2v.config import ModelChoice, load_params
 from d2v.atomic import atomic_write_json
 from d2v.models import build_model, model_spec
 from d2v.train.loop import _autocast  # the training loop's precision: what a real step runs under
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
+PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
-# The embedded default's pretraining batches (params.yaml pretrain.<modality>.batch_size).
+# The embedded default's pretraining batches (params.yaml pretrain.<modality>.batch_size, crop_seconds).
 SHAPES = {
     "image": lambda: {"image": torch.randn(64, 1, 28, 28)},
-    "speech": lambda: {"waveform": torch.randn(8, 32_000)},  # 2 s crops at 16 kHz
+    "speech": lambda: {"waveform": torch.randn(6, 64_000)},  # 4 s crops at 16 kHz
     "text": lambda: {"tokens": torch.randint(5, 8000, (16, 128))},
 }
+# (version, M, mask ratio): 1.0; 2.0 as released; 2.0 at M = 1; 2.0 at M = 1 masking 80 %.
+VARIANTS: tuple[tuple[int, int | None, float | None], ...] = ((1, None, None), (2, None, None), (2, 1, None), (2, 1, 0.8))
+
+
+def demo_overrides(modality: str, version: int) -> dict:
+    """The demo's model overrides (params.yaml model.<modality>.overrides), which are written for
+    2.0; 1.0 rows keep only the front end (`speech`), so both versions see the same input features."""
+    overrides = dict(getattr(load_params(PARAMS).model, modality).overrides)
+    return overrides if version == 2 else {k: v for k, v in overrides.items() if k == "speech"}
 
 
 def _sync(device: torch.device) -> None:
@@ -64,15 +75,22 @@ def bench(
     warmup: int,
     clones: int | None = None,
     *,
+    mask_ratio: float | None = None,
+    overrides: dict | None = None,
     preset: str = "tiny",
     batch: dict[str, torch.Tensor] | None = None,
     device: str | torch.device = "cpu",
 ) -> dict[str, float | int | str]:
-    """One row; `clones` overrides data2vec 2.0's M (None: the preset's). `batch` defaults to the
-    demo's shape (SHAPES); on CUDA the step runs under the training loop's autocast (bf16)."""
+    """One row; `clones` overrides data2vec 2.0's M and `mask_ratio` its masked fraction (None: the
+    preset's); `overrides` are model-spec overrides under those. `batch` defaults to the demo's shape
+    (SHAPES); on CUDA the step runs under the training loop's autocast (bf16)."""
     device = torch.device(device)
     torch.manual_seed(0)
-    overrides = {} if clones is None else {"clone_batch": clones}
+    overrides = dict(overrides or {})
+    if clones is not None:
+        overrides["clone_batch"] = clones
+    if mask_ratio is not None:
+        overrides["mask"] = {**overrides.get("mask", {}), "ratio": mask_ratio}
     spec = model_spec(modality, ModelChoice(version=version, preset=preset, overrides=overrides))
     model = build_model(spec).to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -103,6 +121,7 @@ def bench(
         "modality": modality,
         "version": version,
         "clones": spec.clone_batch,
+        "mask_ratio": spec.mask.ratio,
         "batch": samples,
         "params_m": round(sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 3),
         "s_per_step": round(seconds, 4),
@@ -118,17 +137,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
     peak = matmul_peak_gflops()
-    variants = ((1, None), (2, None), (2, 1))  # (version, M): 1.0; 2.0 as released; 2.0 at M = 1
-    rows = [bench(m, v, args.steps, args.warmup, clones) for m in SHAPES for v, clones in variants]
+    rows = [
+        bench(m, v, args.steps, args.warmup, clones, mask_ratio=ratio, overrides=demo_overrides(m, v))
+        for m in SHAPES for v, clones, ratio in VARIANTS
+    ]
+    peak_after = matmul_peak_gflops()  # the peak moves on shared machines: both ends of the run are shown
     for row in rows:
         row["pct_of_matmul_peak"] = round(100 * float(row["gflops"]) / peak, 1)
-    header = ["modality", "version", "clones", "batch", "params_m", "s_per_step", "samples_per_s", "gflop_per_step", "gflops", "pct_of_matmul_peak"]
-    print(f"fp32 matmul peak measured now: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
+    header = ["modality", "version", "clones", "mask_ratio", "batch", "params_m", "s_per_step", "samples_per_s",
+              "gflop_per_step", "gflops", "pct_of_matmul_peak"]
+    print(f"fp32 matmul peak measured now: {peak:.1f} GFLOP/s before, {peak_after:.1f} after ({torch.get_num_threads()} threads)")
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(str(row[h]) for h in header))
+    speedups = v2_speedups(rows)
+    for modality, ratios in speedups.items():
+        print(f"{modality}: v2 samples/s over v1's: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()))
     payload = {
         "matmul_peak_gflops": round(peak, 1),
+        "matmul_peak_gflops_after": round(peak_after, 1),
+        "v2_speedup_over_v1": speedups,
         "threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
@@ -137,6 +165,18 @@ def main() -> None:
     }
     atomic_write_json(RESULTS, payload)  # atomic: a temporary name, then rename
     print(f"wrote {RESULTS}")
+
+
+def v2_speedups(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Per modality: each 2.0 row's samples/s over 1.0's, keyed "M=<clones> mask <ratio>"."""
+    out: dict[str, dict[str, float]] = {}
+    for modality in dict.fromkeys(r["modality"] for r in rows):
+        v1 = next(r for r in rows if r["modality"] == modality and r["version"] == 1)
+        out[modality] = {
+            f"M={r['clones']} mask {r['mask_ratio']}": round(float(r["samples_per_s"]) / float(v1["samples_per_s"]), 2)
+            for r in rows if r["modality"] == modality and r["version"] == 2
+        }
+    return out
 
 
 if __name__ == "__main__":

@@ -189,6 +189,11 @@ class TextCollate:
             (a if len(a) >= len(b) else b).pop()
         return [BOS_ID, *a, EOS_ID, EOS_ID, *b, EOS_ID]
 
+    def length(self, item) -> int:
+        """Tokens of `item` once collated (BOS/EOS included, truncated): for batching by length."""
+        a, b, _ = item
+        return len(self._join(a, b))
+
     def __call__(self, items):
         seqs = [self._join(a, b) for a, b, _ in items]
         tokens = torch.full((len(seqs), max(map(len, seqs))), PAD_ID, dtype=torch.long)  # (B, T)

@@ -95,6 +95,9 @@ class TextEvalConfig:
     n_test: int | None
     seed: int
     finetune: FinetuneConfig
+    # Training batches of similar-length examples (fairseq batches by size): the same examples per
+    # epoch with far less padding. false: uniformly random batches.
+    length_buckets: bool
 
     def __post_init__(self) -> None:
         _require(len(self.tasks) > 0, "text.tasks", "list at least one task")

@@ -33,6 +33,7 @@ from d2v.eval.data import (
     first_batch,
     get_split,
     labels_of,
+    make_bucketed_loader,
     make_loader,
     num_classes_of,
     pool,
@@ -169,10 +170,14 @@ def finetune(
     where: str = "fine-tuning",
     extra_test_splits: Sequence[str] = (),
     runtime: EvalRuntime = CPU_FP32,
+    item_length: Callable[[Any], int] | None = None,
 ) -> EvalResult:
     """Fine-tune a copy of `encoder` on splits["train"]; score splits["test"]. The same fine-tuned
     model also predicts each of `extra_test_splits` that exists (MNLI's mismatched dev set): those
     outputs are kept in `extra_transcripts` (split -> (predictions, references)), unscored.
+
+    With `item_length` (an item's length once collated), training batches group items of similar
+    length (`LengthBucketBatches`), as fairseq's batching by size does: less padding to compute.
 
     The copy and every batch go to `runtime`'s device; augmentation runs on the CPU batch before
     it moves (its seeded draws are then the same on every device)."""
@@ -190,7 +195,12 @@ def finetune(
         copy.deepcopy(encoder), encoder.embed_dim, outputs, pooling, autocast=runtime.autocast  # type: ignore[arg-type]
     )
     model = runtime.place_module(model)
-    loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=seed, collate=collate, loading=runtime.loading)
+    if item_length is None:
+        loader = make_loader(train_set, cfg.batch_size, shuffle=True, seed=seed, collate=collate, loading=runtime.loading)
+    else:
+        lengths = [item_length(train_set[i]) for i in range(len(train_set))]  # type: ignore[arg-type]
+        loader = make_bucketed_loader(train_set, lengths, cfg.batch_size, seed=seed, collate=collate,
+                                      loading=runtime.loading)
     with runtime.autocast():  # the watched pass is an encoder forward pass like any other
         optimizer = finetune_optimizer(model, cfg, runtime.place(first_batch(loader)))
     # After the optimizer: its layer-wise lr groups watched an eager forward pass (hooks) and found

@@ -123,10 +123,16 @@ def glue_task(
 ) -> EvalResult:
     """Fine-tune on one task and score it as GLUE does (`score` = the task's primary number). MNLI's
     model also scores the mismatched dev set (`<split>_score`), as GLUE reports MNLI-mm."""
+    item_length = None
+    if cfg.length_buckets:
+        item_length = getattr(collate, "length", None)
+        if item_length is None:
+            raise D2VError(f"text task {task}: evaluate.text.length_buckets needs a collate with a length(item) "
+                           f"method (TextCollate), got {type(collate).__name__}")
     result = finetune(
         encoder, splits, cfg.finetune, pooling=cfg.pooling, n_test=cfg.n_test, seed=cfg.seed,
         collate=collate, where=f"text task {task}", extra_test_splits=tuple(TEXT_EXTRA_TEST.get(glue_task_key(task), {})),
-        runtime=runtime,
+        runtime=runtime, item_length=item_length,
     )
     kind = glue_task_kind(task, "pearson" in result.metrics)
     result.metrics = glue_task_metrics(kind, result.predictions, result.references)

@@ -149,3 +149,36 @@ def test_compiled_finetuning_goes_through_dynamo_and_matches_eager(image_splits)
     assert counters["stats"]["unique_graphs"] >= 1 and counters["stats"]["calls_captured"] > 0
     assert compiled.train_losses == pytest.approx(eager.train_losses, rel=1e-5)
     assert compiled.predictions == eager.predictions
+
+
+def test_length_buckets_cut_padding_and_train_on_every_example_each_epoch(text_encoder_factory) -> None:
+    from d2v.data.datasets import TextCollate
+
+    generator = torch.Generator().manual_seed(0)
+    items = []
+    for i in range(256):  # sentences of 3-30 ids from a 32-id vocabulary; label: contains id 7
+        ids = torch.randint(5, 32, (int(torch.randint(3, 31, (), generator=generator)),), generator=generator).tolist()
+        items.append((ids, None, int(7 in ids)))
+    splits = {"train": items[:192], "test": items[192:]}
+    collate = TextCollate(max_length=32)
+    seen: list[list[int]] = []
+
+    def recording(batch):  # the collated token rows of every training batch, without their padding
+        out = collate(batch)
+        seen.append([len(ids) for ids, _, _ in batch])
+        return out
+
+    cfg = FinetuneConfig(**{**CFG.__dict__, "epochs": 2, "lr": 1e-2, "layer_decay": 1.0, "batch_size": 16})
+    padded = {}
+    for buckets in (False, True):
+        seen.clear()
+        result = finetune(text_encoder_factory(0), splits, cfg, pooling="mean", n_test=None, seed=0, collate=recording,
+                          item_length=collate.length if buckets else None)
+        # Label collection and prediction collate 256 at a time; then the optimizer's sample batch,
+        # then 12 training batches an epoch.
+        train_batches = [batch for batch in seen if len(batch) <= 16][1:]
+        assert len(train_batches) == 2 * 12
+        assert sorted(n for batch in train_batches[:12] for n in batch) == sorted(len(ids) for ids, _, _ in items[:192])
+        padded[buckets] = sum((max(batch) + 2) * len(batch) for batch in train_batches)
+        assert result.train_losses[-1] < result.train_losses[0]
+    assert padded[True] < 0.75 * padded[False]  # uniform lengths 3-30: random batches of 16 pad to ~29

@@ -64,7 +64,7 @@ def text_task(regression: bool) -> dict:
 
 
 def test_evaluate_text_scores_glue_style_with_average(tmp_path) -> None:
-    cfg = TextEvalConfig(tasks=("sst2", "STS-B"), pooling="mean", max_len=8, n_test=None, seed=0, finetune=FT)
+    cfg = TextEvalConfig(tasks=("sst2", "STS-B"), pooling="mean", max_len=8, n_test=None, seed=0, finetune=FT, length_buckets=False)
     factory = lambda: StandInEncoder(TokenEmbed(32, 16), 16, 2, with_cls=False)  # noqa: E731
     splits = {"sst2": text_task(False), "STS-B": text_task(True)}
     records = evaluate_text(factory(), factory, splits, cfg, tmp_path)
@@ -86,7 +86,7 @@ def test_mnli_is_fine_tuned_once_and_also_scored_on_the_mismatched_dev_set(tmp_p
     calls = []
     real_finetune = runner.finetune
     monkeypatch.setattr(runner, "finetune", lambda *a, **k: calls.append(k["where"]) or real_finetune(*a, **k))
-    cfg = TextEvalConfig(tasks=("mnli", "sst2"), pooling="mean", max_len=8, n_test=None, seed=0, finetune=FT)
+    cfg = TextEvalConfig(tasks=("mnli", "sst2"), pooling="mean", max_len=8, n_test=None, seed=0, finetune=FT, length_buckets=False)
     factory = lambda: StandInEncoder(TokenEmbed(32, 16), 16, 2, with_cls=False)  # noqa: E731
     mnli = text_task(False)
     mnli["test_mismatched"] = Subset(mnli["test"].dataset, range(40, 70))  # another dev set, same labels
@@ -155,3 +155,10 @@ def test_runners_hand_the_runtime_to_every_run(tmp_path, image_splits) -> None:
     with pytest.raises(AssertionError, match="not placed through the runtime"):
         records(GuardedEncoder, None)
     assert records(GuardedEncoder, PlacementGuard()) == records(StandInEncoder, None)
+
+
+def test_length_buckets_need_a_collate_that_measures_items(tmp_path) -> None:
+    cfg = TextEvalConfig(tasks=("sst2",), pooling="mean", max_len=8, n_test=None, seed=0, finetune=FT, length_buckets=True)
+    factory = lambda: StandInEncoder(TokenEmbed(32, 16), 16, 2, with_cls=False)  # noqa: E731
+    with pytest.raises(D2VError, match=r"text task sst2: evaluate.text.length_buckets needs a collate with a length\(item\)"):
+        evaluate_text(factory(), factory, {"sst2": text_task(False)}, cfg, tmp_path)
