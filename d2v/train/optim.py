@@ -79,4 +79,13 @@ def build_optimizer(
 ) -> AdamW:
     """AdamW over `param_groups`; schedules then scale each group's lr (pretraining sets it outright)."""
     groups = param_groups(model, weight_decay, lr, layer_decay)
-    return AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    return AdamW(groups, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=fused_adamw_supported(groups))
+
+
+def fused_adamw_supported(groups: list[dict[str, Any]]) -> bool:
+    """True when every parameter is a floating-point tensor on the CPU or a CUDA device: there torch's
+    fused AdamW does one kernel per step instead of a loop over tensors (the same update rule;
+    2.4 ms against 11-15 ms per step for the tiny text encoder on one CPU thread,
+    docs/benchmarks.md). Elsewhere (meta tensors, other backends) the default implementation runs."""
+    params = [p for g in groups for p in g["params"]]
+    return bool(params) and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)

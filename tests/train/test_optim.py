@@ -57,3 +57,25 @@ def test_layer_decay_groups_by_depth_and_keeps_the_decay_rule() -> None:
         (0.8, 0.1, {"2.weight"}),  # the head: the full lr
         (0.8, 0.0, {"2.bias"}),
     ]
+
+
+def test_cpu_parameters_get_the_fused_adamw_with_the_same_update() -> None:
+    torch.manual_seed(0)
+    fused_model, plain_model = nn.Linear(8, 8), nn.Linear(8, 8)
+    plain_model.load_state_dict(fused_model.state_dict())
+    fused = build_optimizer(fused_model, lr=1e-2, weight_decay=0.1, betas=(0.9, 0.98))
+    plain = torch.optim.AdamW(param_groups(plain_model, 0.1, 1e-2), lr=1e-2, betas=(0.9, 0.98), weight_decay=0.1)
+    assert fused.defaults["fused"] is True and plain.defaults["fused"] is None
+    x = torch.randn(16, 8)
+    for _ in range(5):
+        for model, opt in ((fused_model, fused), (plain_model, plain)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)  # the same rule, another summation order at most
+
+
+def test_meta_parameters_keep_the_default_adamw() -> None:
+    model = nn.Linear(4, 4, device="meta")
+    assert build_optimizer(model, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.98)).defaults["fused"] is False
