@@ -40,7 +40,7 @@ from d2v.models import build_model, model_spec
 from d2v.train.optim import build_optimizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train_step import matmul_peak_gflops  # noqa: E402  (a sibling script, not a package)
+from bench_train_step import matmul_peak_gflops, training_step  # noqa: E402  (a sibling script, not a package)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hf_peer.json"
 
@@ -57,16 +57,7 @@ def d2v_step(batch: torch.Tensor) -> Step:
     model = build_model(spec)
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.05, betas=(0.9, 0.98))
     generator = torch.Generator().manual_seed(0)
-    inputs = {"image": batch}
-
-    def step() -> None:
-        out = model(inputs, generator=generator)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        model.ema_step()
-
-    return step
+    return training_step(model, optimizer, {"image": batch}, generator, torch.device("cpu"))
 
 
 class PeerData2Vec(nn.Module):

@@ -18,6 +18,7 @@ import os
 import platform
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -68,6 +69,23 @@ def matmul_peak_gflops(
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
+def training_step(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+    generator: torch.Generator, device: torch.device,
+) -> Callable[[], None]:
+    """One full data2vec update of `model` on `batch`: forward, backward, optimizer, EMA."""
+
+    def step() -> None:
+        with _autocast(device):  # the loop's own context: bf16 on CUDA, fp32 on CPU
+            out = model(batch, generator=generator)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.float().backward()
+        optimizer.step()
+        model.ema_step()
+
+    return step
+
+
 def bench(
     modality: str,
     version: int,
@@ -97,14 +115,7 @@ def bench(
     generator = torch.Generator().manual_seed(0)  # CPU, as in the loop: masks are drawn on CPU
     batch = {k: v.to(device) for k, v in (SHAPES[modality]() if batch is None else batch).items()}
 
-    def step() -> None:
-        with _autocast(device):  # the loop's own context: bf16 on CUDA, fp32 on CPU
-            out = model(batch, generator=generator)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.float().backward()
-        optimizer.step()
-        model.ema_step()
-
+    step = training_step(model, optimizer, batch, generator, device)
     for _ in range(warmup):
         step()
     counter = FlopCounterMode(display=False)
