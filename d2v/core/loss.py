@@ -32,4 +32,7 @@ def channel_spread(x: Tensor) -> Tensor:
     flat = x.reshape(-1, x.shape[-1]).float()
     if flat.shape[0] < 2:
         return torch.zeros((), device=x.device)
-    return torch.sqrt(flat.var(dim=0) + 1e-6).mean()
+    # The unbiased variance over rows, written out: `Tensor.var(dim=0)` is several times slower on the CPU.
+    centred = flat - flat.mean(dim=0, keepdim=True)
+    var = centred.square().sum(dim=0) / (flat.shape[0] - 1)
+    return torch.sqrt(var + 1e-6).mean()

@@ -30,3 +30,12 @@ def test_speedups_divide_each_v2_row_by_v1() -> None:
         {"modality": "text", "version": 2, "clones": 1, "mask_ratio": 0.8, "samples_per_s": 110.0},
     ]
     assert bench_train_step.v2_speedups(rows) == {"text": {"M=8 mask 0.42": 0.5, "M=1 mask 0.8": 2.2}}
+
+
+def test_decoder_share_counts_the_v2_decoder_only() -> None:
+    batch = {"tokens": torch.randint(5, 100, (2, 16))}
+    small = {"text": {"vocab_size": 100, "max_positions": 16}}
+    v2 = bench_train_step.bench("text", 2, steps=1, warmup=0, clones=1, overrides=small, batch=batch)
+    v1 = bench_train_step.bench("text", 1, steps=1, warmup=0, overrides=small, batch=batch)
+    assert 0.0 < float(v2["decoder_flop_share"]) < 1.0
+    assert v1["decoder_flop_share"] == 0.0

@@ -43,3 +43,9 @@ def test_channel_spread_detects_collapse() -> None:
     assert float(channel_spread(collapsed)) == pytest.approx(math.sqrt(1e-6), rel=1e-3)
     torch.manual_seed(0)
     assert float(channel_spread(torch.randn(2000, 4))) == pytest.approx(1.0, abs=0.05)
+
+
+def test_channel_spread_is_the_mean_unbiased_standard_deviation_over_rows() -> None:
+    x = torch.tensor([[1.0, 0.0], [3.0, 0.0], [5.0, 6.0]])  # column variances 4 and 12 (unbiased)
+    expected = ((4.0 + 1e-6) ** 0.5 + (12.0 + 1e-6) ** 0.5) / 2
+    assert float(channel_spread(x)) == pytest.approx(expected, rel=1e-6)

@@ -48,3 +48,9 @@ def test_final_layer_norm_applies_after_averaging() -> None:
     out = average_top_k(layers, TargetSpec(top_k=2, layer_norm="layer", final_norm="layer"))
     torch.testing.assert_close(out.mean(-1), torch.zeros(2, 5), atol=1e-5, rtol=0)
     torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(2, 5), atol=1e-3, rtol=0)
+
+
+def test_instance_norm_over_time_matches_the_population_variance_on_a_batch() -> None:
+    x = torch.randn(3, 17, 5, generator=torch.Generator().manual_seed(0)) * 4 + 2
+    expected = (x - x.mean(dim=1, keepdim=True)) / torch.sqrt(x.var(dim=1, unbiased=False, keepdim=True) + 1e-5)
+    torch.testing.assert_close(instance_norm_over_time(x), expected)
