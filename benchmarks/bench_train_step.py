@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from d2v.config import ModelChoice, load_params
 from d2v.atomic import atomic_write_json
 from d2v.models import build_model, model_spec
-from d2v.train.loop import _autocast  # the training loop's precision: what a real step runs under
+from d2v.train.update import autocast  # the training loop's precision: what a real step runs under
 from d2v.train.optim import build_optimizer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_step.json"
@@ -77,7 +77,7 @@ def training_step(
     """One full data2vec update of `model` on `batch`: forward, backward, optimizer, EMA."""
 
     def step() -> None:
-        with _autocast(device):  # the loop's own context: bf16 on CUDA, fp32 on CPU
+        with autocast(device):  # the loop's own context: bf16 on CUDA, fp32 on CPU
             out = model(batch, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         out.loss.float().backward()

@@ -290,7 +290,7 @@ def update_loss_spread(root: Path, device: str, draws: int = DDP_NOISE_DRAWS) ->
     import torch
 
     from d2v.config import load_params
-    from d2v.train.loop import _autocast
+    from d2v.train.update import autocast
     from d2v.train.run import build_pretraining_model, pretraining_data
 
     params = load_params(root / "params.yaml")
@@ -308,7 +308,7 @@ def update_loss_spread(root: Path, device: str, draws: int = DDP_NOISE_DRAWS) ->
         for half in range(2):
             items = [data.dataset[i] for i in range(half * DDP_BATCH, (half + 1) * DDP_BATCH)]
             batch = {k: v.to(device) for k, v in data.collate(items).items()}
-            with torch.no_grad(), _autocast(torch.device(device)):
+            with torch.no_grad(), autocast(torch.device(device)):
                 halves.append(float(model(batch, generator=generator).loss.float()))
         losses.append(sum(halves) / 2)
     return statistics.mean(losses), statistics.stdev(losses)

@@ -69,7 +69,7 @@ def _why_no_cuda() -> str:
 def resolve_precision(requested: str, device: torch.device) -> torch.dtype | None:
     """evaluate.precision -> the autocast dtype of encoder forward passes, None for plain fp32.
 
-    auto follows d2v/train/loop.py's `_autocast`: bf16 on CUDA, fp32 on CPU (bf16 matmuls are ~50x
+    auto follows d2v/train/update.py's `autocast`: bf16 on CUDA, fp32 on CPU (bf16 matmuls are ~50x
     slower on these CPUs). An explicit bf16 is honoured on CPU too, slow as it is."""
     if requested not in ("auto", "fp32", "bf16"):
         raise ConfigError(f"evaluate.precision: expected auto, fp32 or bf16, got {requested!r}")

@@ -17,11 +17,8 @@ Checkpoints of format 1 (everything in one torch file) still load.
 
 from __future__ import annotations
 
-import errno as errno_codes
 import hashlib
 import json
-import os
-import random
 import re
 import uuid
 from collections import OrderedDict
@@ -29,20 +26,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import safetensors.torch
 import torch
 
 from d2v.atomic import TMP_MARKER, atomic_open, atomic_write_bytes, durable_replace, is_temporary
 from d2v.config import to_mapping
-from d2v.errors import D2VError
+from d2v.train.checkpoint_errors import CheckpointError, file_identity, write_error
 
 FORMAT_VERSION = 2  # 2: weights in a safetensors file beside the torch file
 LEGACY_FORMAT_VERSION = 1  # one torch file with everything; still loaded
-
-
-class CheckpointError(D2VError):
-    """A checkpoint is missing, unreadable, belongs to another model, or cannot be written."""
 
 
 @dataclass(frozen=True)
@@ -73,46 +65,6 @@ class DataPosition:
 
 
 # --------------------------------------------------------------------------------------------------
-# RNG states as checkpoint-safe values
-# --------------------------------------------------------------------------------------------------
-
-
-def capture_rng(generator: torch.Generator) -> dict[str, Any]:
-    """Python, numpy, torch CPU (+ CUDA) and the training generator's states as tensors/plain types."""
-    version, internal, gauss = random.getstate()
-    np_state = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": [version, list(internal), gauss],
-        "numpy": {
-            "kind": str(np_state[0]),
-            "keys": torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "torch": torch.get_rng_state(),
-        "generator": generator.get_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    np_state = state["numpy"]
-    keys = np_state["keys"].numpy().astype(np.uint32)
-    np.random.set_state(
-        (np_state["kind"], keys, np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"])
-    )
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["generator"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# --------------------------------------------------------------------------------------------------
 # Save / load
 # --------------------------------------------------------------------------------------------------
 
@@ -131,12 +83,12 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], keep_last: int = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    previous = _identity(path)
+    previous = file_identity(path)
     tensors, index = _split_model_state(payload["model"])
     try:
         weights_name, digest, created = _write_weights(path, tensors)
     except Exception as exc:
-        raise _write_error(path, f"its weights file ({path.stem}.<sha256>.safetensors beside it)", exc,
+        raise write_error(path, f"its weights file ({path.stem}.<sha256>.safetensors beside it)", exc,
                            previous) from exc
     state = {key: value for key, value in payload.items() if key != "model"}
     state["format_version"] = FORMAT_VERSION
@@ -151,7 +103,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any], keep_last: int = 
             (path.parent / weights_name).unlink(missing_ok=True)
         if not isinstance(exc, Exception):
             raise
-        raise _write_error(path, "the checkpoint", exc, previous) from exc
+        raise write_error(path, "the checkpoint", exc, previous) from exc
     kept = _keep_step_copies(path, int(payload["step"]), keep_last)
     _remove_unreferenced_weights(path, keep={weights_name, *kept})
     return path.parent / weights_name
@@ -202,60 +154,6 @@ def remove_stale_temporaries(path: str | Path) -> list[str]:
             candidate.unlink(missing_ok=True)
             removed.append(candidate.name)
     return sorted(removed)
-
-
-def _identity(path: Path) -> tuple[int, int, int, int] | None:
-    """What tells whether `path` changed: (device, inode, size, mtime), None if absent."""
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-_OS_ERROR_CODE = re.compile(r"os error (\d+)")
-
-
-def _os_reason(exc: BaseException) -> str | None:
-    """The OS's reason behind a failed write ('[Errno 28] No space left on device'), wherever it sits:
-    the exception, its __cause__/__context__ chain (torch's zip writer masks the OSError with a
-    RuntimeError), or 'os error N' in the text (safetensors' Rust error)."""
-    seen: set[int] = set()
-    pending: list[BaseException] = [exc]
-    chain: list[BaseException] = []
-    while pending:
-        current = pending.pop(0)
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        chain.append(current)
-        if isinstance(current, OSError) and current.errno:
-            return f"[Errno {current.errno}] {current.strerror or os.strerror(current.errno)}"
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    for current in chain:
-        match = _OS_ERROR_CODE.search(str(current))
-        if match:
-            code = int(match.group(1))
-            return f"[Errno {code}] {os.strerror(code)}"
-    return None
-
-
-def _write_error(path: Path, what: str, exc: Exception, previous: tuple | None) -> CheckpointError:
-    """One line: the file, the OS's reason, and what state the previous checkpoint is in."""
-    reason = _os_reason(exc)
-    full = reason is not None and any(f"[Errno {code}]" in reason for code in _FULL)
-    reason = reason or f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-    if previous is None:
-        state = "no checkpoint was written"
-    elif _identity(path) == previous:
-        state = "the previous checkpoint is intact"
-    else:
-        state = "the previous checkpoint may have changed"
-    hint = "; free disk space (or raise the file-size limit), then resume" if full else ""
-    return CheckpointError(f"{path}: cannot write {what}: {reason}; {state}{hint}")
-
-
-_FULL = (errno_codes.ENOSPC, errno_codes.EFBIG, errno_codes.EDQUOT)
 
 
 def weights_file_of(path: str | Path) -> Path | None:

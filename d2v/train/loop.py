@@ -2,10 +2,11 @@
 
 Model contract (d2v.core): `model(batch, generator=g) -> Data2VecOutput` and `model.ema_step()`
 after every optimizer update; the EMA teacher lives inside the model with requires_grad=False and
-its state_dict holds student + teacher. An update is: `grad_accum` micro-batches (forward,
-backward), a global finiteness check, clipping, AdamW step, EMA step. A non-finite update is
-skipped (counted; too many in a row stops training). D2VErrors from the model (collapse guard)
-propagate untouched.
+its state_dict holds student + teacher. One update (d2v/train/update.py) is `grad_accum`
+micro-batches (forward, backward), a global finiteness check, clipping, AdamW step, EMA step; a
+non-finite update is skipped (counted; too many in a row stops training). D2VErrors from the model
+(collapse guard) propagate untouched. This module sets a run up, resumes it, feeds it data, saves
+its checkpoints and writes its summary.
 
 Exact resume: the data order is a function of (seed, epoch) and the number of batches consumed;
 RNG states (python, numpy, torch, CUDA, the masking generator; per rank) are checkpointed. With
@@ -15,12 +16,10 @@ it from (epoch, index) — datasets may expose `set_epoch(epoch)`, which the loo
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sized
 
@@ -40,70 +39,22 @@ from d2v.train.config import TrainConfig, validate_train_config
 from d2v.train.distributed import (
     DistEnv,
     ResumableSampler,
-    all_reduce_sum,
     barrier,
     broadcast_flag,
     gather_objects,
-    to_device,
 )
-from d2v.train.health import RECENT, HealthLog
+from d2v.train.health import HealthLog
 from d2v.train.metrics import PretrainLog
 from d2v.train.optim import build_optimizer
 from d2v.train.preemption import Preempted, TermSignal
+from d2v.train.rng_state import capture_rng, restore_rng
 from d2v.train.schedules import StepScheduler
-
-LOG_KEYS = ("target_var", "pred_var", "rel_loss", "target_rank", "pred_rank", "tau", "masked_fraction")
-RECENT_LOSSES = RECENT  # the summary's final_loss_avg averages this many last finite losses
-
-
-class NonFiniteLossError(D2VError):
-    """Too many consecutive updates had a NaN/inf loss or gradient."""
-
+from d2v.train.update import Trainer, TrainState, train_step
 
 @dataclass(frozen=True)
 class RunPaths:
     checkpoint: Path  # e.g. models/pretrain/image.pt; overwritten atomically
     metrics_dir: Path  # e.g. metrics/pretrain; gets <modality>/ (DVCLive: metrics.json, plots/metrics/*.tsv)
-
-
-@dataclass
-class _State:
-    """What moves during training; all of it goes into the checkpoint."""
-
-    step: int = 0
-    epoch: int = 0
-    batches_consumed: int = 0
-    first_loss: float = math.nan
-    recent_losses: list[float] = field(default_factory=list)
-    nonfinite_total: int = 0
-    nonfinite_in_a_row: int = 0
-    train_time_s: float = 0.0
-    samples_seen: int = 0
-    health: HealthLog = field(default_factory=HealthLog)  # the summary's health figures
-
-    def progress_dict(self) -> dict[str, Any]:
-        return {
-            "first_loss": self.first_loss,
-            "recent_losses": list(self.recent_losses),
-            "nonfinite_total": self.nonfinite_total,
-            "nonfinite_in_a_row": self.nonfinite_in_a_row,
-            "train_time_s": self.train_time_s,
-            "samples_seen": self.samples_seen,
-            "health": self.health.state_dict(),
-        }
-
-
-@dataclass
-class _Trainer:
-    """The live objects of one run, built once by `pretrain`."""
-
-    model: nn.Module  # unwrapped: state_dict, ema_step
-    forward: Callable[..., Any]  # what is called: maybe DDP- and compile-wrapped
-    optimizer: torch.optim.Optimizer
-    scheduler: StepScheduler
-    generator: torch.Generator
-    env: DistEnv
-    cfg: TrainConfig
 
 
 def pretrain(
@@ -154,7 +105,7 @@ def pretrain(
     try:
         with TermSignal() as term:
             while state.step < cfg.max_steps:
-                row = _train_step(trainer, stream, state)
+                row = train_step(trainer, stream, state)
                 if env.is_main:
                     metrics.append(row)
                 progress.update(state.step, {k: row[k] for k in ("loss", "lr", "samples_per_s")})
@@ -206,12 +157,12 @@ def _setup(
     resume: bool,
     run_id: str | None = None,
     store: CheckpointStore | None = None,
-) -> tuple[_Trainer, _State]:
+) -> tuple[Trainer, TrainState]:
     model.to(env.device)
     optimizer = build_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps)
     scheduler = StepScheduler(optimizer, cfg)
     generator = torch.Generator()  # CPU: masks are drawn on CPU and moved by the model
-    state = _State()
+    state = TrainState()
     _seed_all(seed, env.rank, generator)
     if resume and env.rank == 0:  # what a save killed mid-write left beside the checkpoint
         ckpt.remove_stale_temporaries(paths.checkpoint)
@@ -232,7 +183,7 @@ def _setup(
     if cfg.compile:
         forward = torch.compile(forward)
     model.train()
-    return _Trainer(model, forward, optimizer, scheduler, generator, env, cfg), state
+    return Trainer(model, forward, optimizer, scheduler, generator, env, cfg), state
 
 
 def _same_run(path: Path, run_id: str | None) -> bool:
@@ -249,10 +200,10 @@ def _same_run(path: Path, run_id: str | None) -> bool:
     return True
 
 
-def _state_from(payload: dict[str, Any]) -> _State:
+def _state_from(payload: dict[str, Any]) -> TrainState:
     position = ckpt.data_position_of(payload)
     progress = payload["progress"]
-    return _State(
+    return TrainState(
         step=int(payload["step"]),
         epoch=position.epoch,
         batches_consumed=position.batches_consumed,
@@ -270,7 +221,7 @@ def _restore_rank_rng(
     rng_per_rank: list[dict[str, Any]], env: DistEnv, generator: torch.Generator, seed: int, step: int
 ) -> None:
     if len(rng_per_rank) == env.world_size:
-        ckpt.restore_rng(rng_per_rank[env.rank], generator)
+        restore_rng(rng_per_rank[env.rank], generator)
     else:  # another world size: weights and data position still resume, randomness cannot match
         _seed_all(seed + step, env.rank, generator)
 
@@ -286,7 +237,7 @@ def _micro_batches(
     cfg: TrainConfig,
     collate_fn: Callable[[list[Any]], Any] | None,
     seed: int,
-    state: _State,
+    state: TrainState,
     env: DistEnv,
 ) -> Iterator[Any]:
     """Endless batches; `state.epoch` / `state.batches_consumed` always name the next one."""
@@ -315,98 +266,15 @@ def _micro_batches(
 
 
 # --------------------------------------------------------------------------------------------------
-# One optimizer update
-# --------------------------------------------------------------------------------------------------
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA; plain fp32 on CPU (bf16 matmul is ~50x slower on these CPUs)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _accumulate(trainer: _Trainer, stream: Iterator[Any]) -> tuple[float, dict[str, float]]:
-    """Forward + backward over `grad_accum` micro-batches; return the summed loss and mean logs."""
-    cfg, env = trainer.cfg, trainer.env
-    loss_sum = 0.0
-    logs: dict[str, float] = {}
-    for micro in range(cfg.grad_accum):
-        batch = to_device(next(stream), env.device)
-        last = micro == cfg.grad_accum - 1
-        # Gradients are all-reduced once per update, on the last micro-batch.
-        no_sync = getattr(trainer.forward, "no_sync", None)
-        sync_ctx = no_sync() if (env.distributed and not last and no_sync) else contextlib.nullcontext()
-        with sync_ctx:
-            with _autocast(env.device):
-                out = trainer.forward(batch, generator=trainer.generator)
-            (out.loss.float() / cfg.grad_accum).backward()
-        loss_sum += float(out.loss.detach()) / cfg.grad_accum
-        for key, value in out.logs.items():
-            logs[key] = logs.get(key, 0.0) + float(value) / cfg.grad_accum
-    return loss_sum, logs
-
-
-def _train_step(trainer: _Trainer, stream: Iterator[Any], state: _State) -> dict[str, Any]:
-    cfg, env = trainer.cfg, trainer.env
-    started = time.perf_counter()
-    lr = trainer.scheduler.apply()
-    local_loss, logs = _accumulate(trainer, stream)
-    # One collective per update: the mean loss over ranks and whether any rank saw NaN/inf.
-    flags = [local_loss, 0.0 if math.isfinite(local_loss) else 1.0]
-    reduced = all_reduce_sum(torch.tensor(flags, dtype=torch.float64, device=env.device), env).tolist()
-    loss, any_nonfinite = reduced[0] / env.world_size, reduced[1] > 0
-    params = [p for p in trainer.model.parameters() if p.requires_grad]
-    max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    if any_nonfinite or not math.isfinite(grad_norm):
-        _skip_update(trainer, state, loss)
-    else:
-        trainer.optimizer.step()
-        trainer.model.ema_step()  # type: ignore[operator]
-        state.nonfinite_in_a_row = 0
-        _record_loss(state, loss)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    trainer.scheduler.advance()
-    state.step += 1
-    samples = cfg.batch_size * cfg.grad_accum * env.world_size
-    elapsed = time.perf_counter() - started
-    state.train_time_s += elapsed
-    state.samples_seen += samples
-    row = {"step": state.step, "loss": loss, "lr": lr, "grad_norm": grad_norm}
-    row["samples_per_s"] = samples / elapsed
-    row.update({k: logs[k] for k in LOG_KEYS if k in logs})
-    state.health.observe(row)
-    return row
-
-
-def _skip_update(trainer: _Trainer, state: _State, loss: float) -> None:
-    state.nonfinite_total += 1
-    state.nonfinite_in_a_row += 1
-    if state.nonfinite_in_a_row > trainer.cfg.max_consecutive_nonfinite:
-        raise NonFiniteLossError(
-            f"pretrain: {state.nonfinite_in_a_row} consecutive updates had a non-finite loss or gradient "
-            f"(last loss {loss}) at step {state.step + 1}; lower pretrain.*.lr, lengthen the warm-up, "
-            "or check the data"
-        )
-
-
-def _record_loss(state: _State, loss: float) -> None:
-    if math.isnan(state.first_loss):
-        state.first_loss = loss
-    state.recent_losses = (state.recent_losses + [loss])[-RECENT_LOSSES:]
-
-
-# --------------------------------------------------------------------------------------------------
 # Checkpoint and summary
 # --------------------------------------------------------------------------------------------------
 
 
-def _save(trainer: _Trainer, state: _State, fingerprint: ckpt.ModelFingerprint, path: Path,
+def _save(trainer: Trainer, state: TrainState, fingerprint: ckpt.ModelFingerprint, path: Path,
           run_id: str | None = None, mirror: CheckpointMirror | None = None) -> None:
     """Collective: every rank contributes its RNG state; rank 0 writes (and queues the upload to the
     checkpoint store); all wait for the file."""
-    rng_per_rank = gather_objects(ckpt.capture_rng(trainer.generator), trainer.env)
+    rng_per_rank = gather_objects(capture_rng(trainer.generator), trainer.env)
     if trainer.env.is_main:
         payload = ckpt.build_payload(
             fingerprint=fingerprint,
@@ -425,7 +293,7 @@ def _save(trainer: _Trainer, state: _State, fingerprint: ckpt.ModelFingerprint, 
     barrier(trainer.env)
 
 
-def _summary(state: _State, cfg: TrainConfig, env: DistEnv, modality: str) -> dict[str, Any]:
+def _summary(state: TrainState, cfg: TrainConfig, env: DistEnv, modality: str) -> dict[str, Any]:
     recent = state.recent_losses
     return {
         "modality": modality,

@@ -4,7 +4,6 @@ import os
 import random
 import subprocess
 import sys
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +16,11 @@ from d2v.train.checkpoint import (
     DataPosition,
     ModelFingerprint,
     build_payload,
-    capture_rng,
     load_checkpoint,
-    restore_rng,
     save_checkpoint,
     weights_file_of,
 )
+from d2v.train.rng_state import capture_rng, restore_rng
 from d2v.train._selftest import StandInModel
 
 FP = ModelFingerprint("image", 2, "tiny", "abc")
@@ -225,7 +223,8 @@ def test_resume_removes_a_killed_saves_temporary(tmp_path) -> None:
 _FULL_DISK_CHILD = """
 import json, resource, sys, torch
 from pathlib import Path
-from d2v.train.checkpoint import CheckpointError, capture_rng, save_checkpoint
+from d2v.train.checkpoint import CheckpointError, save_checkpoint
+from d2v.train.rng_state import capture_rng
 from d2v.train._selftest import StandInModel
 sys.path.insert(0, sys.argv[1])
 from test_checkpoint import _payload

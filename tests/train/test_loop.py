@@ -10,7 +10,8 @@ from d2v.train._selftest import FINGERPRINT, StandInModel, SyntheticDataset, tin
 from d2v.train.checkpoint import CheckpointError, ModelFingerprint, load_checkpoint
 from d2v.train.distributed import DistEnv
 from d2v.train.health import RECENT
-from d2v.train.loop import NonFiniteLossError, RunPaths, pretrain
+from d2v.train.loop import RunPaths, pretrain
+from d2v.train.update import NonFiniteLossError
 from d2v.train.metrics import STEP_COLUMNS
 from step_log import step_rows
 
