@@ -39,3 +39,9 @@ def test_decoder_share_counts_the_v2_decoder_only() -> None:
     v1 = bench_train_step.bench("text", 1, steps=1, warmup=0, overrides=small, batch=batch)
     assert 0.0 < float(v2["decoder_flop_share"]) < 1.0
     assert v1["decoder_flop_share"] == 0.0
+
+
+def test_variants_that_resolve_to_the_same_row_run_once() -> None:
+    # The image preset masks 80 % already: "M = 1" and "M = 1, mask 0.8" are one row there.
+    assert bench_train_step.distinct_variants("image") == [(1, None, None), (2, None, None), (2, 1, None)]
+    assert bench_train_step.distinct_variants("text") == list(bench_train_step.VARIANTS)
