@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from d2v.core.masking import (
     inverse_block_mask_2d,
     make_mask,
     random_mask_1d,
+    select_exactly,
     span_mask_1d,
 )
 from d2v.core.spec import MaskSpec
@@ -49,6 +52,49 @@ def test_block_mask_exact_ratio_and_blocky() -> None:
     sizes = [s for m in masks for s in _components(m.view(14, 14))]
     # Rectangles of >= 16 patches merge into a few large regions, unlike i.i.d. masking.
     assert sum(sizes) / len(sizes) > 20
+
+
+def _block_mask_one_draw_at_a_time(batch, grid, ratio, min_block, generator):
+    """The block masker written the direct way, one torch.rand call per draw and torch slicing: the
+    chunked drawing of block_mask_2d must give the same masks and leave the generator in the same state."""
+    h, w = grid
+    n_target = round(ratio * h * w)
+    masks = torch.zeros(batch, h, w, dtype=torch.bool)
+    low, high = math.log(0.3), math.log(1 / 0.3)
+    for b in range(batch):
+        for _ in range(10 * h * w):
+            remaining = n_target - int(masks[b].sum())
+            if remaining <= 0:
+                break
+            u = torch.rand(3, generator=generator).tolist()
+            area = min_block + u[0] * max(remaining - min_block, 0)
+            aspect = math.exp(low + u[1] * (high - low))
+            bh = max(1, min(h, round(math.sqrt(area * aspect))))
+            bw = max(1, min(w, round(math.sqrt(area / aspect))))
+            top = int(u[2] * (h - bh + 1))
+            left = int(torch.rand(1, generator=generator).item() * (w - bw + 1))
+            new = bh * bw - int(masks[b, top : top + bh, left : left + bw].sum())
+            if 0 < new <= max(remaining, min_block):
+                masks[b, top : top + bh, left : left + bw] = True
+    return select_exactly(masks.view(batch, h * w), n_target, None, generator)
+
+
+@pytest.mark.parametrize(("grid", "ratio", "min_block"), [((7, 7), 0.6, 4), ((14, 14), 0.6, 16), ((14, 14), 0.4, 16), ((5, 9), 0.75, 2)])
+def test_block_mask_draws_as_one_draw_at_a_time(grid, ratio, min_block) -> None:
+    for seed in range(3):
+        fast, direct = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
+        assert torch.equal(block_mask_2d(32, grid, ratio, min_block, fast),
+                           _block_mask_one_draw_at_a_time(32, grid, ratio, min_block, direct))
+        assert torch.equal(torch.rand(5, generator=fast), torch.rand(5, generator=direct))  # same state after
+
+
+def test_block_mask_without_a_generator_draws_from_the_global_one() -> None:
+    torch.manual_seed(7)
+    fast = block_mask_2d(8, (7, 7), 0.6, 4, None)
+    after_fast = torch.rand(3)
+    torch.manual_seed(7)
+    direct = _block_mask_one_draw_at_a_time(8, (7, 7), 0.6, 4, None)
+    assert torch.equal(fast, direct) and torch.equal(after_fast, torch.rand(3))
 
 
 def test_inverse_block_keeps_blocks() -> None:
