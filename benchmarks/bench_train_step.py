@@ -8,7 +8,7 @@ M = 1, where it does the same number of student passes as 1.0 and the two versio
 equal work; and at M = 1 with 80 % of the input masked (the image recipe's ratio on every
 modality). Prints a table and the v2-over-v1 speed-ups, and writes benchmarks/results/train_step.json.
 
-    python benchmarks/bench_train_step.py [--steps 8] [--warmup 2]
+    python benchmarks/bench_train_step.py [--steps 8] [--warmup 2] [--compile]
 """
 
 from __future__ import annotations
@@ -86,13 +86,15 @@ def matmul_peak_gflops(
 
 def training_step(
     model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-    generator: torch.Generator, device: torch.device,
+    generator: torch.Generator, device: torch.device, *, compiled: bool = False,
 ) -> Callable[[], None]:
-    """One full data2vec update of `model` on `batch`: forward, backward, optimizer, EMA."""
+    """One full data2vec update of `model` on `batch`: forward, backward, optimizer, EMA. `compiled`
+    runs the forward through `torch.compile`, as the loop's `pretrain.<modality>.compile: true`."""
+    forward = torch.compile(model) if compiled else model
 
     def step() -> None:
         with autocast(device):  # the loop's own context: bf16 on CUDA, fp32 on CPU
-            out = model(batch, generator=generator)
+            out = forward(batch, generator=generator)
         optimizer.zero_grad(set_to_none=True)
         out.loss.float().backward()
         optimizer.step()
@@ -113,6 +115,7 @@ def bench(
     preset: str = "tiny",
     batch: dict[str, torch.Tensor] | None = None,
     device: str | torch.device = "cpu",
+    compiled: bool = False,
 ) -> dict[str, float | int | str]:
     """One row; `clones` overrides data2vec 2.0's M and `mask_ratio` its masked fraction (None: the
     preset's); `overrides` are model-spec overrides under those. `batch` defaults to the demo's shape
@@ -135,8 +138,16 @@ def bench(
     for _ in range(warmup):
         step()
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter:  # counted eagerly: a dispatch mode around compiled code would count its own way
         step()
+    if compiled:
+        # Each row compiles afresh, as its own training process would: recompiling the same code for
+        # another row's shapes makes dynamo trace them as dynamic, and on torch 2.14 the text 2.0
+        # backward then fails an inductor stride assertion.
+        torch._dynamo.reset()
+        step = training_step(model, optimizer, batch, generator, device, compiled=True)
+        for _ in range(max(warmup, 2)):  # compilation (and any recompilation) happens here, untimed
+            step()
     _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
@@ -157,6 +168,7 @@ def bench(
         "gflop_per_step": round(total_flops / 1e9, 2),
         "gflops": round(total_flops / 1e9 / seconds, 1),
         "decoder_flop_share": round(decoder_flops(counter) / max(total_flops, 1), 3),
+        "compiled": compiled,
     }
 
 
@@ -172,10 +184,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile every model's forward (compilation happens in the warm-up, untimed)")
     args = parser.parse_args()
     peak = matmul_peak_gflops()
     rows = [
-        bench(m, v, args.steps, args.warmup, clones, mask_ratio=ratio, overrides=demo_overrides(m, v))
+        bench(m, v, args.steps, args.warmup, clones, mask_ratio=ratio, overrides=demo_overrides(m, v), compiled=args.compile)
         for m in SHAPES for v, clones, ratio in distinct_variants(m)
     ]
     peak_after = matmul_peak_gflops()  # the peak moves on shared machines: both ends of the run are shown
@@ -183,7 +197,8 @@ def main() -> None:
         row["pct_of_matmul_peak"] = round(100 * float(row["gflops"]) / peak, 1)
     header = ["modality", "version", "clones", "mask_ratio", "batch", "params_m", "s_per_step", "samples_per_s",
               "gflop_per_step", "gflops", "pct_of_matmul_peak", "decoder_flop_share"]
-    print(f"fp32 matmul peak measured now: {peak:.1f} GFLOP/s before, {peak_after:.1f} after ({torch.get_num_threads()} threads)")
+    print(f"fp32 matmul peak measured now: {peak:.1f} GFLOP/s before, {peak_after:.1f} after ({torch.get_num_threads()} threads)"
+          + ("; every forward under torch.compile" if args.compile else ""))
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(str(row[h]) for h in header))

@@ -45,3 +45,12 @@ def test_variants_that_resolve_to_the_same_row_run_once() -> None:
     # The image preset masks 80 % already: "M = 1" and "M = 1, mask 0.8" are one row there.
     assert bench_train_step.distinct_variants("image") == [(1, None, None), (2, None, None), (2, 1, None)]
     assert bench_train_step.distinct_variants("text") == list(bench_train_step.VARIANTS)
+
+
+def test_a_compiled_row_counts_the_same_flops_as_an_eager_one() -> None:
+    batch = {"tokens": torch.randint(5, 100, (2, 16))}
+    small = {"text": {"vocab_size": 100, "max_positions": 16}}
+    eager = bench_train_step.bench("text", 2, steps=1, warmup=0, clones=1, overrides=small, batch=batch)
+    compiled = bench_train_step.bench("text", 2, steps=1, warmup=0, clones=1, overrides=small, batch=batch, compiled=True)
+    assert compiled["compiled"] is True and eager["compiled"] is False
+    assert compiled["gflop_per_step"] == eager["gflop_per_step"] and float(compiled["s_per_step"]) > 0
