@@ -49,3 +49,39 @@ def test_text_projection_widens_by_the_ratio() -> None:
     decoder = ConvDecoder(DecoderSpec(dim=16, layers=1, kernel=3, projection_layers=2, projection_ratio=2.0), 16, 16, two_d=False)
     linears = [m for m in decoder.proj if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [(16, 32), (32, 16)]
+
+
+def _reference(decoder: ConvDecoder, x: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor:
+    """The decoder as its definition reads, in the (B, C, *spatial) layout convolutions use: per block
+    conv, LayerNorm over channels, GELU, plus the block's input when the widths match; then the projection."""
+    b, t, d = x.shape
+    y = x.transpose(1, 2).reshape(b, d, *grid) if grid else x.transpose(1, 2)
+    for block in decoder.blocks:
+        conv = block.conv
+        z = (torch.nn.functional.conv2d if grid else torch.nn.functional.conv1d)(
+            y, conv.weight, conv.bias, padding=conv.padding, groups=conv.groups)
+        z = torch.nn.functional.gelu(torch.nn.functional.layer_norm(z.movedim(1, -1), (block.dim,)).movedim(-1, 1))
+        y = z + y if decoder.residual and z.shape == y.shape else z
+    return decoder.proj(y.flatten(2).transpose(1, 2))
+
+
+def test_one_d_decoder_is_conv_over_time_layer_norm_over_channels_gelu() -> None:
+    torch.manual_seed(0)
+    for spec, width in ((DecoderSpec(dim=16, layers=3, kernel=9), 16), (DecoderSpec(dim=8, layers=2, kernel=5, groups=4), 16)):
+        decoder = ConvDecoder(spec, width, 12, two_d=False)
+        x = torch.randn(3, 11, width)
+        torch.testing.assert_close(decoder(x), _reference(decoder, x, None), rtol=1e-5, atol=1e-5)
+
+
+def test_two_d_decoder_convolves_the_row_major_patch_grid() -> None:
+    torch.manual_seed(0)
+    decoder = ConvDecoder(DecoderSpec(dim=16, layers=3, kernel=3, groups=8), 16, 12, two_d=True)
+    x = torch.randn(2, 4 * 5, 16)
+    torch.testing.assert_close(decoder(x, (4, 5)), _reference(decoder, x, (4, 5)), rtol=1e-5, atol=1e-5)
+
+
+def test_gradients_reach_the_conv_weights_in_their_own_shape() -> None:
+    decoder = ConvDecoder(DecoderSpec(dim=8, layers=1, kernel=3), 8, 8, two_d=False)
+    decoder(torch.randn(2, 5, 8)).sum().backward()
+    conv = decoder.blocks[0].conv
+    assert conv.weight.grad is not None and conv.weight.grad.shape == conv.weight.shape == (8, 8, 3)
