@@ -16,11 +16,13 @@ It is not the default (`native`, the libraries' own choice) because it bought le
 on a 2-core AVX-512 Intel Xeon it halved the fp32 matmul peak (238 -> 123 GFLOP/s), and that
 machine's pinned demo still wrote weights that differ in the last bits from the AMD AVX2 machine's
 (same commit and data). Use it between machines of one CPU family that must share a DVC cache.
-D2V_CPU_THREADS fixes the thread count in either mode. Variables the user has already set are left
-alone.
+D2V_CPU_THREADS fixes the thread count in either mode. Without it (and without OMP_NUM_THREADS or
+MKL_NUM_THREADS), a cgroup CPU limit below the core count (a container's `--cpus`) sets the thread
+count to the limit's whole cores, at least 1 (d2v/cpu_limit.py). Variables the user has already set
+are left alone.
 
-Not covered: the thread count when D2V_CPU_THREADS is unset (torch uses one thread per core, so
-machines with different core counts differ), CPUs without AVX2, non-x86 CPUs, and CUDA, whose
+Not covered: the thread count when D2V_CPU_THREADS is unset (torch uses one thread per core, or
+per core of a CPU limit, so machines with different core counts or limits differ), CPUs without AVX2, non-x86 CPUs, and CUDA, whose
 kernels differ by GPU model and library version.
 """
 
@@ -30,6 +32,7 @@ import os
 import platform
 from pathlib import Path
 
+from d2v import cpu_limit
 from d2v.errors import ConfigError
 
 MODE_ENV = "D2V_CPU_ARITHMETIC"  # "native" (default) or "avx2"
@@ -39,8 +42,14 @@ PINS = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA":
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def pin(environ: dict[str, str] | None = None, cpu_flags: frozenset[str] | None = None) -> dict[str, str]:
-    """Set the pins in `environ` (default: this process's); returns what was set."""
+_READ = object()  # pin's default for `limit`: read this process's cgroup
+
+
+def pin(
+    environ: dict[str, str] | None = None, cpu_flags: frozenset[str] | None = None, limit: float | None | object = _READ
+) -> dict[str, str]:
+    """Set the pins in `environ` (default: this process's); returns what was set. `limit` is the
+    CPU limit in cores (None: none); by default it is read from this process's cgroup."""
     env = os.environ if environ is None else environ
     mode = env.get(MODE_ENV, "native") or "native"
     if mode not in MODES:
@@ -53,6 +62,12 @@ def pin(environ: dict[str, str] | None = None, cpu_flags: frozenset[str] | None 
         if not threads.isdigit() or int(threads) < 1:
                 raise ConfigError(f"{THREADS_ENV}={threads!r}: expected a positive number of threads")
         wanted.update({name: threads for name in THREAD_VARS})
+    elif not any(name in env for name in THREAD_VARS):
+        # Under a cgroup CPU limit below the core count, one thread per core throttles itself
+        # (d2v/cpu_limit.py); size the pools by the limit instead.
+        fitted = cpu_limit.threads_for_limit(cpu_limit.limit_cores() if limit is _READ else limit, cpu_limit.usable_cores())
+        if fitted is not None:
+            wanted.update({name: str(fitted) for name in THREAD_VARS})
     applied = {name: value for name, value in wanted.items() if name not in env}
     env.update(applied)
     return applied
