@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from d2v import cpu_limit
 from d2v.artifacts.provenance import git_state, package_versions
 from d2v.config import Params
 from d2v.errors import D2VError
@@ -38,6 +39,7 @@ class Hardware:
     logical_cores: int
     memory_gib: float | None
     gpus: tuple[str, ...]
+    cpu_limit_cores: float | None = None  # a cgroup CPU limit (container --cpus); None: none found
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,8 @@ def _gpus() -> tuple[str, ...]:
 
 
 def detect_hardware() -> Hardware:
-    return Hardware(cpu_model=_cpu_model(), logical_cores=os.cpu_count() or 0, memory_gib=_memory_gib(), gpus=_gpus())
+    return Hardware(cpu_model=_cpu_model(), logical_cores=os.cpu_count() or 0, memory_gib=_memory_gib(), gpus=_gpus(),
+                    cpu_limit_cores=cpu_limit.limit_cores())
 
 
 def all_versions() -> dict[str, str | None]:

@@ -20,6 +20,8 @@ def _hardware_rows(prov: RunProvenance, ctx: ReportContext) -> tuple[tuple[str, 
     rows = [
         ("CPU", hw.cpu_model),
         ("logical cores", str(hw.logical_cores)),
+        # Under a limit d2v runs fewer threads (d2v/cpu_limit.py), which changes the last bits.
+        ("CPU limit (cgroup)", "none" if hw.cpu_limit_cores is None else f"{hw.cpu_limit_cores:g} cores"),
         ("memory (GiB)", fmt(hw.memory_gib, 1)),
         ("GPUs", ", ".join(hw.gpus) if hw.gpus else "none detected"),
     ]

@@ -11,6 +11,7 @@ import yaml
 from report_tree import DVC_LOCK, Tree, make_tree, write_speech
 
 from d2v.cli import main
+from d2v import cpu_limit
 from d2v.config import load_params
 from d2v.report import ReportFiles, build_report
 from d2v.report.build import FIGURES_DIR
@@ -104,6 +105,8 @@ def test_every_section_holds_the_numbers_from_the_files(built: tuple[Tree, Repor
     assert md_row(md, "pretrain.seed (resolved)") == "| pretrain.seed (resolved) | 0 |"
     assert md_row(md, "torch").startswith("| torch | 2.")
     assert md_row(md, "logical cores").startswith("| logical cores | ")
+    limit = cpu_limit.limit_cores()  # this machine's own; the report reads the same files
+    assert md_row(md, "CPU limit (cgroup)") == f"| CPU limit (cgroup) | {'none' if limit is None else f'{limit:g} cores'} |"
     warmup = f"warmup_steps: {yaml.safe_load(tree.params.read_text())['pretrain']['image']['warmup_steps']}"
     assert warmup in md and warmup in html  # the resolved params, embedded verbatim
 
