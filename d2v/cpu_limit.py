@@ -4,8 +4,8 @@ Kubernetes CPU limits, systemd `CPUQuota=`).
 torch starts one thread per visible core whatever the limit. Under a limit below the core count the
 kernel throttles each thread's run queue on its own, so an OpenMP thread often spins at a barrier,
 burning the shared quota, while its sibling waits to be scheduled again. Measured on a 2-core
-machine limited to 0.68 of a core: a tiny data2vec 2.0 training step took 1.34x (image) and 1.43x
-(text) longer with 2 threads than with 1 (docs/benchmarks.md, "Under a CPU limit").
+machine limited to 0.68 of a core (benchmarks/bench_cpu_limit.py): the tiny models' training steps
+took 1.16-1.35x longer with 2 threads than with 1 (docs/benchmarks.md, "Under a CPU limit").
 `d2v.cpu_arithmetic.pin` therefore sizes the thread pools from `limit_cores()` when the user has
 not.
 
