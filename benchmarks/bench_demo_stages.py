@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,15 +47,20 @@ def timed_repro(
     """(stage, seconds) in the order DVC ran them, and the whole `dvc repro`'s wall time."""
     start = time.monotonic()
     marks: list[tuple[str, float]] = []
+    # Its own session, so that an interrupted benchmark stops DVC and every stage process under it.
     with subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=work, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                           preexec_fn=None if limit is None else limit.join) as proc:  # fmt: skip
         assert proc.stdout is not None
-        for line in proc.stdout:
-            match = RUNNING.match(line)
-            if match:
-                marks.append((match.group(1), time.monotonic()))
-                print(f"  {time.monotonic() - start:7.1f} s  {match.group(1)}", flush=True)
+        try:
+            for line in proc.stdout:
+                match = RUNNING.match(line)
+                if match:
+                    marks.append((match.group(1), time.monotonic()))
+                    print(f"  {time.monotonic() - start:7.1f} s  {match.group(1)}", flush=True)
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
         if proc.wait() != 0:
             raise SystemExit(f"dvc repro failed in {work} (exit {proc.returncode}); rerun with --keep to look")
     end = time.monotonic()
@@ -92,6 +98,8 @@ def main() -> None:
     parser.add_argument("--cpu-share", type=float, default=None, metavar="F",
                         help="run on a fraction F in (0, 1] of this machine's CPU time (a cgroup limit; root only)")
     args = parser.parse_args()
+    # A plain kill (SIGTERM) then cleans up as Ctrl-C does: the run's processes, copy and cgroup.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     env = {**os.environ, "DVC_NO_ANALYTICS": "1", "GX_ANALYTICS_ENABLED": "false", "TQDM_DISABLE": "1",
            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     with contextlib.ExitStack() as stack:
