@@ -75,8 +75,8 @@ def main() -> None:
         runs[f"limited, {fitted} thread(s) (d2v's fit)"] = run_child(fitted, args.steps, limit)
     names = list(runs)
     print(f"CPU limit: {args.cpu_share:g} of {cores} cores = {args.cpu_share * cores:.2f} cores; s/step")
-    print(" | ".join(["row"] + [f"{name} ({run['threads']} thr, peak {run['peak']:.0f} GFLOP/s)" for name, run in runs.items()]
-                     + ["fit's speed-up under the limit"]))
+    headers = [f"{name} ({run['threads']} thr, peak {run['peak']:.0f} GFLOP/s)" for name, run in runs.items()]
+    print(" | ".join(["row", *headers, "fit's speed-up under the limit"]))
     table = []
     for i, (modality, version, clones, ratio) in enumerate(ROWS):
         times = [runs[name]["rows"][i]["s_per_step"] for name in names]

@@ -72,7 +72,8 @@ def peak_in(limit: CpuShare | None, env: dict[str, str]) -> float:
     """The fp32 matmul peak as the pipeline's processes see it: inside the CPU limit when there is one."""
     if limit is None:
         return matmul_peak_gflops()
-    code = "import sys; sys.path.insert(0, sys.argv[1]); from bench_train_step import matmul_peak_gflops as p; print(p())"
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+            "from bench_train_step import matmul_peak_gflops as p; print(p())")
     done = subprocess.run([sys.executable, "-c", code, str(HERE)], env=env, check=True, capture_output=True,
                           text=True, preexec_fn=limit.join)  # fmt: skip
     return float(done.stdout.split()[-1])
@@ -84,7 +85,8 @@ def startup_seconds(env: dict[str, str], limit: CpuShare | None = None) -> dict[
         times = []
         for _ in range(runs):
             begin = time.monotonic()
-            subprocess.run(cmd, env=env, check=True, capture_output=True, preexec_fn=None if limit is None else limit.join)
+            subprocess.run(cmd, env=env, check=True, capture_output=True,
+                           preexec_fn=None if limit is None else limit.join)
             times.append(time.monotonic() - begin)
         return round(min(times), 2)
 
@@ -109,7 +111,8 @@ def main() -> None:
             raise SystemExit(f"--cpu-share: {exc}") from exc
         peaks = [peak_in(limit, env)]
         where = "" if limit is None else f" inside a {args.cpu_share:g} CPU share"
-        print(f"fp32 matmul peak measured now{where}: {peaks[0]:.1f} GFLOP/s; running the whole pipeline in a fresh copy")
+        print(f"fp32 matmul peak measured now{where}: {peaks[0]:.1f} GFLOP/s; "
+              "running the whole pipeline in a fresh copy")
         work = Path(tempfile.mkdtemp(prefix="d2v-demo-stages-"))
         try:
             copy_tracked_files(work)

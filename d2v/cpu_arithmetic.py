@@ -22,8 +22,8 @@ count to the limit's whole cores, at least 1 (d2v/cpu_limit.py). Variables the u
 are left alone.
 
 Not covered: the thread count when D2V_CPU_THREADS is unset (torch uses one thread per core, or
-per core of a CPU limit, so machines with different core counts or limits differ), CPUs without AVX2, non-x86 CPUs, and CUDA, whose
-kernels differ by GPU model and library version.
+per core of a CPU limit, so machines with different core counts or limits differ), CPUs without
+AVX2, non-x86 CPUs, and CUDA, whose kernels differ by GPU model and library version.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
+from typing import Callable
 
 from d2v import cpu_limit
 from d2v.errors import ConfigError
@@ -42,14 +43,13 @@ PINS = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA":
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-_READ = object()  # pin's default for `limit`: read this process's cgroup
-
-
 def pin(
-    environ: dict[str, str] | None = None, cpu_flags: frozenset[str] | None = None, limit: float | None | object = _READ
+    environ: dict[str, str] | None = None,
+    cpu_flags: frozenset[str] | None = None,
+    read_limit: Callable[[], float | None] = cpu_limit.limit_cores,
 ) -> dict[str, str]:
-    """Set the pins in `environ` (default: this process's); returns what was set. `limit` is the
-    CPU limit in cores (None: none); by default it is read from this process's cgroup."""
+    """Set the pins in `environ` (default: this process's); returns what was set. `read_limit`
+    gives the CPU limit in cores (None: none); by default, this process's cgroup's."""
     env = os.environ if environ is None else environ
     mode = env.get(MODE_ENV, "native") or "native"
     if mode not in MODES:
@@ -65,7 +65,7 @@ def pin(
     elif not any(name in env for name in THREAD_VARS):
         # Under a cgroup CPU limit below the core count, one thread per core throttles itself
         # (d2v/cpu_limit.py); size the pools by the limit instead.
-        fitted = cpu_limit.threads_for_limit(cpu_limit.limit_cores() if limit is _READ else limit, cpu_limit.usable_cores())
+        fitted = cpu_limit.threads_for_limit(read_limit(), cpu_limit.usable_cores())
         if fitted is not None:
             wanted.update({name: str(fitted) for name in THREAD_VARS})
     applied = {name: value for name, value in wanted.items() if name not in env}

@@ -19,22 +19,22 @@ ON = {cpu_arithmetic.MODE_ENV: "avx2"}
 
 def test_native_arithmetic_is_the_default() -> None:
     env: dict[str, str] = {}
-    assert cpu_arithmetic.pin(env, AVX2, limit=None) == {} and env == {}
+    assert cpu_arithmetic.pin(env, AVX2, read_limit=lambda: None) == {} and env == {}
     explicit = {cpu_arithmetic.MODE_ENV: "native"}
-    assert cpu_arithmetic.pin(explicit, AVX2, limit=None) == {} and set(explicit) == {cpu_arithmetic.MODE_ENV}
+    assert cpu_arithmetic.pin(explicit, AVX2, read_limit=lambda: None) == {} and set(explicit) == {cpu_arithmetic.MODE_ENV}
 
 
 def test_a_cpu_limit_under_the_core_count_sizes_the_thread_pools() -> None:
-    assert cpu_arithmetic.pin({}, AVX2, limit=0.68) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    assert cpu_arithmetic.pin({}, AVX2, read_limit=lambda: 0.68) == {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     own = {"OMP_NUM_THREADS": "4"}  # the user's count wins, for both pools (they go together)
-    assert cpu_arithmetic.pin(own, AVX2, limit=0.68) == {} and own == {"OMP_NUM_THREADS": "4"}
+    assert cpu_arithmetic.pin(own, AVX2, read_limit=lambda: 0.68) == {} and own == {"OMP_NUM_THREADS": "4"}
     asked = {cpu_arithmetic.THREADS_ENV: "2"}  # so does D2V_CPU_THREADS
-    assert cpu_arithmetic.pin(asked, AVX2, limit=0.68) == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    assert cpu_arithmetic.pin(asked, AVX2, read_limit=lambda: 0.68) == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
 
 
 def test_avx2_mode_pins_every_library_at_avx2() -> None:
     env = dict(ON)
-    applied = cpu_arithmetic.pin(env, AVX2)
+    applied = cpu_arithmetic.pin(env, AVX2, read_limit=lambda: None)  # no CPU limit: only the ISA pins
     assert applied == {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
     assert env == ON | applied
 
