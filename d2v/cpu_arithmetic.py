@@ -18,8 +18,8 @@ machine's pinned demo still wrote weights that differ in the last bits from the 
 (same commit and data). Use it between machines of one CPU family that must share a DVC cache.
 D2V_CPU_THREADS fixes the thread count in either mode. Without it (and without OMP_NUM_THREADS or
 MKL_NUM_THREADS), a cgroup CPU limit below the core count (a container's `--cpus`) sets the thread
-count to the limit's whole cores, at least 1 (d2v/cpu_limit.py). Variables the user has already set
-are left alone.
+count to the limit rounded to whole cores, at least 1 (d2v/cpu_limit.py). Variables the user has
+already set are left alone.
 
 Not covered: the thread count when D2V_CPU_THREADS is unset (torch uses one thread per core, or
 per core of a CPU limit, so machines with different core counts or limits differ), CPUs without

@@ -60,9 +60,10 @@ def test_unreadable_or_garbled_files_count_as_no_limit(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("limit", "cores", "threads"), [
-    (None, 2, None), (0.68, 2, 1), (1.5, 4, 1), (2.5, 8, 2), (2.0, 2, None), (3.0, 2, None), (0.3, 1, 1),
+    (None, 2, None), (0.68, 2, 1), (1.2, 2, 1), (1.5, 2, None), (1.9, 2, None), (2.0, 2, None), (3.0, 2, None),
+    (1.5, 4, 2), (2.4, 8, 2), (0.1, 4, 1), (0.3, 1, None),
 ])  # fmt: skip
-def test_threads_are_the_limits_whole_cores(limit: float | None, cores: int, threads: int | None) -> None:
+def test_threads_are_the_limit_rounded_to_whole_cores(limit: float | None, cores: int, threads: int | None) -> None:
     assert threads_for_limit(limit, cores) == threads
 
 
