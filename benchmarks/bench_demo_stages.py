@@ -8,8 +8,10 @@ and a bare `import torch`. Prints a table, slowest stage first, and writes
 benchmarks/results/demo_stages.json.
 
 With `--cpu-share F` everything runs on a fraction F of this machine's CPU time (a cgroup CPU limit,
-`cpu_share.py`; root only): a slower machine, emulated. The matmul peak is then measured inside the
-limit, before and after the run, and the JSON goes to demo_stages_share<F>.json.
+`cpu_share.py`; root only): a container limited to F x cores CPUs, and a floor for a machine whose
+cores are F times as fast (single-threaded work loses less under a shared limit;
+docs/benchmarks.md). The matmul peak is then measured inside the limit, before and after the run,
+and the JSON goes to demo_stages_share<F>.json.
 
     python benchmarks/bench_demo_stages.py [--keep] [--cpu-share 0.1]
 """

@@ -1,11 +1,12 @@
-"""Run child processes on a fixed share of this machine's CPU time: a slower machine, emulated.
+"""Run child processes on a fixed share of this machine's CPU time: a CPU-limited container.
 
-The demo's speed targets name machines this project has no access to (2 cores at a ~45 GFLOP/s
-fp32 matmul peak, or 129-161 GFLOP/s). A Linux CFS bandwidth limit on a cgroup slows everything its
-processes do by the same factor (matmuls, Python, start-up, file hashing), so a share of 0.1 turns
-a 450 GFLOP/s machine into a 45 GFLOP/s one for them. Real slower CPUs are not slower at everything
-by the same factor (an older core may lose more on matmuls than on Python), so an emulated time is
-an estimate, measured with the emulated peak beside it, not a measurement of such a machine.
+A Linux CFS bandwidth limit on a cgroup caps the CPU time its processes get per 100 ms period, as
+Docker's `--cpus` and Kubernetes' CPU limits do. A share of 0.34 of a 2-core machine (0.68 CPUs)
+puts a 2-thread fp32 matmul at a third of its unlimited rate, the peak of a much slower machine.
+It is not such a machine: the limit caps the pool, not each core, so single-threaded work keeps
+68 % of its speed where a core a third as fast would keep a third, and OpenMP threads throttled one
+at a time can lose more than the share (d2v/cpu_limit.py). Emulated times of a slower machine are
+therefore floors; for a limited container they are measurements.
 
 Needs root and a writable cgroup file system: cgroup v2 (`cpu.max` in a child of
 /sys/fs/cgroup) or v1 (`cpu.cfs_quota_us` under /sys/fs/cgroup/cpu). Children join the group
