@@ -105,11 +105,14 @@ class EvalRuntime:
         )
 
     def describe(self) -> str:
-        """One line for logs: "cuda:0, bf16 autocast, 4 loader workers, compiled"."""
+        """One line for logs: "cuda:0, bf16 autocast, 4 loader workers, compiled"; on the CPU with
+        torch's thread count, which a CPU limit lowers (d2v/cpu_limit.py): "cpu (1 thread), ..."."""
         precision = "fp32" if self.autocast_dtype is None else f"{_dtype_name(self.autocast_dtype)} autocast"
         workers = self.loading.num_workers
         loading = "in-process loading" if workers == 0 else f"{workers} loader workers"
-        return f"{self.device}, {precision}, {loading}, {'compiled' if self.compile else 'eager'}"
+        threads = torch.get_num_threads()
+        where = f"cpu ({threads} thread{'s' if threads > 1 else ''})" if self.device.type == "cpu" else str(self.device)
+        return f"{where}, {precision}, {loading}, {'compiled' if self.compile else 'eager'}"
 
     # ---------------------------------------------------------------------------------- placement
 

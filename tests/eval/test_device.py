@@ -75,7 +75,14 @@ def test_the_defaults_are_the_cpu_demo_unchanged(no_gpu) -> None:
     runtime = EvalRuntime.from_config(cfg)
     assert runtime == CPU_FP32 == EvalRuntime()
     assert runtime.loading == IN_PROCESS and runtime.autocast_dtype is None and not runtime.compile
-    assert runtime.describe() == "cpu, fp32, in-process loading, eager"
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # what a CPU limit under 1.5 CPUs leaves (d2v/cpu_limit.py)
+        assert runtime.describe() == "cpu (1 thread), fp32, in-process loading, eager"
+        torch.set_num_threads(2)
+        assert runtime.describe() == "cpu (2 threads), fp32, in-process loading, eager"
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_gpu_runtime_pins_memory_and_autocasts(one_gpu) -> None:
