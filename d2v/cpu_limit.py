@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 PROC_CGROUP = Path("/proc/self/cgroup")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -37,25 +38,26 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _v2_limit(mount: Path, group: str) -> float | None:
+def _v2_dir_limit(directory: Path) -> float | None:
     """cpu.max holds "<quota> <period>" in microseconds, or "max <period>" for no limit."""
-    limits = []
-    for below in _ancestors(group):
-        text = _read(mount / below / "cpu.max")
-        fields = text.split() if text else []
-        if len(fields) == 2 and fields[0] != "max" and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]):
-            limits.append(int(fields[0]) / int(fields[1]))
-    return min(limits, default=None)
+    fields = (_read(directory / "cpu.max") or "").split()
+    if len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit() and int(fields[1]):
+        return int(fields[0]) / int(fields[1])
+    return None
 
 
-def _v1_limit(mount: Path, group: str) -> float | None:
+def _v1_dir_limit(directory: Path) -> float | None:
     """cpu.cfs_quota_us is -1 for no limit; the period is usually 100000 (100 ms)."""
-    limits = []
-    for below in _ancestors(group):
-        quota, period = _read(mount / below / "cpu.cfs_quota_us"), _read(mount / below / "cpu.cfs_period_us")
-        if quota and period and quota.isdigit() and period.isdigit() and int(period):
-            limits.append(int(quota) / int(period))
-    return min(limits, default=None)
+    quota, period = _read(directory / "cpu.cfs_quota_us"), _read(directory / "cpu.cfs_period_us")
+    if quota and period and quota.isdigit() and period.isdigit() and int(period):
+        return int(quota) / int(period)
+    return None
+
+
+def _tightest(mount: Path, group: str, dir_limit: Callable[[Path], float | None]) -> float | None:
+    """The smallest limit on `group`'s path below `mount`, the group itself and every ancestor."""
+    limits = [dir_limit(mount / below) for below in _ancestors(group)]
+    return min((limit for limit in limits if limit is not None), default=None)
 
 
 def limit_cores(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> float | None:
@@ -70,11 +72,11 @@ def limit_cores(proc_cgroup: Path = PROC_CGROUP, root: Path = CGROUP_ROOT) -> fl
             continue
         _, controllers, group = fields
         if controllers == "" and (root / "cgroup.controllers").is_file():  # the v2 unified hierarchy
-            limits.append(_v2_limit(root, group))
+            limits.append(_tightest(root, group, _v2_dir_limit))
         elif "cpu" in controllers.split(","):
             for name in V1_CPU_MOUNTS:
                 if (root / name).is_dir():
-                    limits.append(_v1_limit(root / name, group))
+                    limits.append(_tightest(root / name, group, _v1_dir_limit))
                     break
     return min((limit for limit in limits if limit is not None), default=None)
 

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from d2v.atomic import TMP_MARKER, replace_dir
+from d2v.cpu_limit import usable_cores
 from d2v.data.io import write_npy
 from d2v.errors import D2VError
 from d2v.progress import Progress
@@ -242,7 +243,7 @@ def parallel_map(fn: Callable[[In], Out], items: Iterable[In], pool: Any, chunks
 
 def default_workers() -> int:
     """One decode worker per core the process may use."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return usable_cores()
 
 
 # ---------------------------------------------------------------------------------------- statistics
