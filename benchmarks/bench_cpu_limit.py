@@ -12,6 +12,7 @@ benchmarks/results/cpu_limit.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ ROWS = (("image", 1, None, None), ("image", 2, 1, 0.8), ("speech", 1, None, None
         ("text", 1, None, None), ("text", 2, 1, 0.8))  # fmt: skip
 
 sys.path[:0] = [str(HERE)]
-from cpu_share import CpuShare, CpuShareError  # noqa: E402  (a sibling script)
+from cpu_share import CpuShare, CpuShareError, preexec  # noqa: E402  (a sibling script)
 
 CHILD = """
 import json, sys
@@ -45,7 +46,7 @@ print(json.dumps(out))
 def run_child(threads: int, steps: int, limit: CpuShare | None) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     done = subprocess.run([sys.executable, "-c", CHILD, str(HERE), json.dumps(ROWS), str(steps)], env=env,
-                          capture_output=True, text=True, preexec_fn=None if limit is None else limit.join)  # fmt: skip
+                          capture_output=True, text=True, preexec_fn=preexec(limit))  # fmt: skip
     if done.returncode != 0:
         raise SystemExit(f"benchmark child failed (threads {threads}):\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -63,16 +64,17 @@ def main() -> None:
 
     cores = usable_cores()
     fitted = threads_for_limit(args.cpu_share * cores, cores) or cores
-    try:
-        with CpuShare(args.cpu_share, cores=cores):
-            pass
-    except CpuShareError as exc:  # `make bench` runs every script: say why, and go on
-        print(f"skipped: {exc}")
-        return
-    runs: dict[str, dict] = {"unlimited, one thread per core": run_child(cores, args.steps, None)}
-    with CpuShare(args.cpu_share, cores=cores) as limit:
-        runs["limited, one thread per core"] = run_child(cores, args.steps, limit)
-        runs[f"limited, {fitted} thread(s) (d2v's fit)"] = run_child(fitted, args.steps, limit)
+    with contextlib.ExitStack() as stack:
+        try:
+            limit = stack.enter_context(CpuShare(args.cpu_share, cores=cores))
+        except CpuShareError as exc:  # `make bench` runs every script: say why, and go on
+            print(f"skipped: {exc}")
+            return
+        runs: dict[str, dict] = {
+            "unlimited, one thread per core": run_child(cores, args.steps, None),  # outside the group
+            "limited, one thread per core": run_child(cores, args.steps, limit),
+            f"limited, {fitted} thread(s) (d2v's fit)": run_child(fitted, args.steps, limit),
+        }
     names = list(runs)
     print(f"CPU limit: {args.cpu_share:g} of {cores} cores = {args.cpu_share * cores:.2f} cores; s/step")
     headers = [f"{name} ({run['threads']} thr, peak {run['peak']:.0f} GFLOP/s)" for name, run in runs.items()]

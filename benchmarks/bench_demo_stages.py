@@ -39,7 +39,7 @@ RUNNING = re.compile(r"^Running stage '([^']+)'")
 
 sys.path[:0] = [str(HERE), str(REPO / "tests" / "pipelines")]
 from bench_train_step import matmul_peak_gflops  # noqa: E402  (a sibling script)
-from cpu_share import CpuShare, CpuShareError  # noqa: E402
+from cpu_share import CpuShare, CpuShareError, preexec  # noqa: E402
 from flow_stack import commit_all, copy_tracked_files  # noqa: E402  (the flow tests' repository copy)
 
 
@@ -52,7 +52,7 @@ def timed_repro(
     # Its own session, so that an interrupted benchmark stops DVC and every stage process under it.
     with subprocess.Popen([str(BIN / "dvc"), "repro"], cwd=work, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                          preexec_fn=None if limit is None else limit.join) as proc:  # fmt: skip
+                          preexec_fn=preexec(limit)) as proc:  # fmt: skip
         assert proc.stdout is not None
         try:
             for line in proc.stdout:
@@ -88,7 +88,7 @@ def startup_seconds(env: dict[str, str], limit: CpuShare | None = None) -> dict[
         for _ in range(runs):
             begin = time.monotonic()
             subprocess.run(cmd, env=env, check=True, capture_output=True,
-                           preexec_fn=None if limit is None else limit.join)
+                           preexec_fn=preexec(limit))
             times.append(time.monotonic() - begin)
         return round(min(times), 2)
 

@@ -19,6 +19,9 @@ import os
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Callable
+
+from d2v.cpu_limit import usable_cores
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000  # the kernel's default CFS period: quota is refilled every 100 ms
@@ -35,6 +38,11 @@ def quota_us(share: float, cores: int, period_us: int = PERIOD_US) -> int:
     return max(1000, round(share * cores * period_us))
 
 
+def preexec(limit: "CpuShare | None") -> Callable[[], None] | None:
+    """subprocess's `preexec_fn` that puts the child in `limit`; None (run as is) without one."""
+    return None if limit is None else limit.join
+
+
 class CpuShare:
     """A temporary cgroup whose processes get `share` of all cores' time; `join` puts a child in it.
 
@@ -43,9 +51,7 @@ class CpuShare:
     """
 
     def __init__(self, share: float, cores: int | None = None, root: Path = CGROUP_ROOT) -> None:
-        self.cores = cores or os.cpu_count() or 1
-        self.quota_us = quota_us(share, self.cores)
-        self.share = share
+        self.quota_us = quota_us(share, cores or usable_cores())
         self.root = root
         self.group: Path | None = None
         self._procs_file: Path | None = None

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -40,27 +41,31 @@ def _forget_pseudo_files(group: Path) -> None:
         path.unlink()
 
 
-def test_cgroup_v2_layout_gets_cpu_max_and_the_child_pid(tmp_path: Path) -> None:
-    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
-    with CpuShare(0.25, cores=2, root=tmp_path) as limit:
-        assert limit.group is not None and limit.group.parent == tmp_path
-        assert (limit.group / "cpu.max").read_text() == f"50000 {PERIOD_US}\n"
-        limit.join()
-        assert (limit.group / "cgroup.procs").read_text() == f"{os.getpid()}\n"
-        group = limit.group
-        _forget_pseudo_files(group)
-    assert not group.exists()
+def _v2_layout(root: Path) -> Path:
+    (root / "cgroup.controllers").write_text("cpu memory\n")
+    return root
 
 
-def test_cgroup_v1_layout_gets_period_and_quota(tmp_path: Path) -> None:
-    (tmp_path / "cpu").mkdir()
-    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
-    with CpuShare(0.5, cores=2, root=tmp_path) as limit:
-        assert limit.group is not None and limit.group.parent == tmp_path / "cpu"
-        assert (limit.group / "cpu.cfs_period_us").read_text() == f"{PERIOD_US}\n"
-        assert (limit.group / "cpu.cfs_quota_us").read_text() == f"{PERIOD_US}\n"
+def _v1_layout(root: Path) -> Path:
+    (root / "cpu").mkdir()
+    (root / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    return root / "cpu"
+
+
+@pytest.mark.parametrize(("layout", "share", "limit_files", "procs_file"), [
+    (_v2_layout, 0.25, {"cpu.max": f"50000 {PERIOD_US}\n"}, "cgroup.procs"),
+    (_v1_layout, 0.5, {"cpu.cfs_period_us": f"{PERIOD_US}\n", "cpu.cfs_quota_us": f"{PERIOD_US}\n"}, "tasks"),
+], ids=["v2", "v1"])  # fmt: skip
+def test_each_cgroup_layout_gets_its_limit_files_and_the_child_pid(
+    tmp_path: Path, layout: Callable[[Path], Path], share: float, limit_files: dict[str, str], procs_file: str
+) -> None:
+    parent = layout(tmp_path)
+    with CpuShare(share, cores=2, root=tmp_path) as limit:
+        assert limit.group is not None and limit.group.parent == parent
+        for name, text in limit_files.items():
+            assert (limit.group / name).read_text() == text
         limit.join()
-        assert (limit.group / "tasks").read_text() == f"{os.getpid()}\n"
+        assert (limit.group / procs_file).read_text() == f"{os.getpid()}\n"
         group = limit.group
         _forget_pseudo_files(group)
     assert not group.exists()
