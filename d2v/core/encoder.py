@@ -8,6 +8,8 @@ pre-LN (ViT/BEiT, `norm_first=True`, a final LayerNorm after the last block) and
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,15 +31,35 @@ class SelfAttention(nn.Module):
         """bias: an additive (B, H, T, T) float attention bias that already excludes padded keys."""
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        dropout = self.dropout if self.training else 0.0
         if bias is not None:
             attn_mask: Tensor | None = bias.to(q.dtype)
         else:
             # SDPA's boolean mask means "may attend": keys that are padding are excluded.
             attn_mask = None if padding_mask is None else ~padding_mask[:, None, None, :]  # (B, 1, 1, T)
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, T, D/H)
+        if attn_mask is not None and dropout == 0.0 and takes_cpu_math_path(q, attn_mask):
+            out = math_attention(q, k, v, attn_mask)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout)  # (B, H, T, D/H)
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
+
+
+def takes_cpu_math_path(q: Tensor, attn_mask: Tensor) -> bool:
+    """True where SDPA would fall back to its unfused math path on the CPU: a float bias that needs a
+    gradient (a learned relative position bias, ALiBi with a learned scale), which the fused CPU
+    kernels do not differentiate."""
+    return q.device.type == "cpu" and attn_mask.requires_grad and torch.is_grad_enabled()
+
+
+def math_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    """softmax(q kᵀ / √d + bias) v with the same operations, in the same order, as SDPA's math path
+    (the scale split as √ over q and k), so outputs and gradients are bit for bit SDPA's; without
+    its check for rows masked entirely (isneginf, all, where: a quarter of the attention's time
+    here), which no caller can produce: every query keeps at least one unpadded key."""
+    half_scale = math.sqrt(1.0 / math.sqrt(q.shape[-1]))
+    # In place on the product (a fresh tensor that backward does not need): one allocation fewer.
+    scores = torch.matmul(q * half_scale, (k * half_scale).transpose(-2, -1)).add_(bias)
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
 class DropPath(nn.Module):
@@ -177,7 +199,8 @@ def alibi_bias(positions: Tensor, heads: int, padding_mask: Tensor | None = None
         slopes = slopes * scale.float()
     bias = -slopes[None, :, None, None] * distance
     if padding_mask is not None:
-        bias = bias.masked_fill(padding_mask[:, None, None, :], float("-inf"))
+        # In place: the product is a fresh (B, H, T, T) tensor that its backward does not read.
+        bias.masked_fill_(padding_mask[:, None, None, :], float("-inf"))
     return bias
 
 

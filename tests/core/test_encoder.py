@@ -101,3 +101,59 @@ def test_learned_alibi_scale_is_a_per_head_parameter_clamped_at_zero() -> None:
     plain = TransformerEncoder(EncoderSpec(dim=16, depth=1, heads=4, norm_first=False))
     plain.load_state_dict({k: v for k, v in model.state_dict().items() if k != "alibi_scale"})
     torch.testing.assert_close(no_bias, plain.eval()(x)[0])
+
+
+def _attention_inputs(seed: int, padded_keys: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(3, 4, 37, 8, generator=g, requires_grad=True) for _ in range(3))
+    bias = torch.randn(3, 4, 37, 37, generator=g)
+    bias[1, :, :, 37 - padded_keys:] = float("-inf")  # one row's padded keys, as alibi_bias writes them
+    return q, k, v, bias.requires_grad_(True)
+
+
+@pytest.mark.parametrize("seed, padded_keys", [(0, 0), (1, 5), (2, 36)])
+def test_math_attention_is_bit_for_bit_sdpa_in_outputs_and_every_gradient(seed: int, padded_keys: int) -> None:
+    from d2v.core.encoder import math_attention
+
+    q, k, v, bias = _attention_inputs(seed, padded_keys)
+    reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    ours = math_attention(q, k, v, bias)
+    assert torch.equal(ours, reference)
+    upstream = torch.randn_like(reference, generator=torch.Generator().manual_seed(seed + 10))
+    expected = torch.autograd.grad(reference, (q, k, v, bias), upstream)
+    got = torch.autograd.grad(ours, (q, k, v, bias), upstream)
+    for name, a, b in zip("q k v bias".split(), got, expected):
+        assert torch.equal(a, b), f"d{name} differs from SDPA's by {(a - b).abs().max().item()}"
+
+
+def test_the_math_path_is_taken_only_for_a_cpu_bias_that_needs_a_gradient() -> None:
+    from d2v.core.encoder import takes_cpu_math_path
+
+    q, _, _, bias = _attention_inputs(0, 0)
+    assert takes_cpu_math_path(q, bias)
+    assert not takes_cpu_math_path(q, bias.detach())  # the teacher's and evaluation's bias: SDPA's fused kernels
+    with torch.no_grad():
+        assert not takes_cpu_math_path(q, bias)
+
+
+def test_a_learned_alibi_scale_gets_the_same_gradient_through_either_attention(monkeypatch: pytest.MonkeyPatch) -> None:
+    import d2v.core.encoder as encoder_module
+
+    spec = EncoderSpec(dim=16, depth=2, heads=4, norm_first=False, alibi=True, alibi_learned_scale=True)
+    x = torch.randn(2, 9, 16, generator=torch.Generator().manual_seed(3))
+    padding = torch.zeros(2, 9, dtype=torch.bool)
+    padding[1, 6:] = True
+
+    def gradients() -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = TransformerEncoder(spec).train()
+        out, _ = model(x, padding_mask=padding)
+        out[~padding].square().sum().backward()
+        return {name: p.grad for name, p in model.named_parameters()}
+
+    fast = gradients()
+    monkeypatch.setattr(encoder_module, "takes_cpu_math_path", lambda q, mask: False)  # always SDPA
+    reference = gradients()
+    assert fast["alibi_scale"].abs().sum() > 0
+    for name, grad in reference.items():
+        assert torch.equal(fast[name], grad), name
