@@ -68,6 +68,9 @@ class TextCorpus:
     source: Literal["embedded", "dir"] = "embedded"  # dir: your *.txt / *.jsonl files under `dir`
     dir: str = ""
     jsonl_field: str = "text"  # the field holding a document's text in *.jsonl files
+    # Shuffled copies of the downstream tasks' unlabelled train texts appended to the pretraining
+    # stream (task-adaptive pretraining); 0 = the corpus alone.
+    task_text_copies: int = 0
 
 
 @dataclass(frozen=True)

@@ -101,8 +101,8 @@ def run_tokenize(cfg: DataConfig, seed: int) -> dict:
     from d2v.data.tokenizer import tokenize
 
     layout = Layout.from_data(cfg)
-    return tokenize(layout.interim("text"), layout.prepared("text"),
-                    cfg.text.vocab_size, cfg.text.tokenizer_sentences, seed)  # fmt: skip
+    return tokenize(layout.interim("text"), layout.prepared("text"), cfg.text.vocab_size,
+                    cfg.text.tokenizer_sentences, seed, cfg.text.corpus.task_text_copies)  # fmt: skip
 
 
 def run_validate(cfg: DataConfig, modality: str) -> dict:

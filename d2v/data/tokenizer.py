@@ -4,7 +4,9 @@ data/prepared/text layout:
   spm.model, spm.vocab           unigram, byte fallback, FIXED ids pad=0 unk=1 bos=2 eos=3 <mask>=4
   tokens-<split>.bin             raw little-endian ids (uint16 when vocab <= 65536, else int32):
                                  every corpus line encoded and followed by EOS, concatenated
-                                 (streamed in batches, with a progress line: any corpus size)
+                                 (streamed in batches, with a progress line: any corpus size);
+                                 train then goes on with `task_text_copies` shuffled copies of
+                                 the downstream tasks' unlabelled train texts
   offsets-<split>.npy            int64 (n_lines + 1,): line k is tokens[offsets[k]:offsets[k+1]]
   tasks/<task>.csv               copied from the interim directory (raw text; readers encode)
   meta.json                      vocab_size, dtype, special ids, n_tokens per split, tasks
@@ -12,9 +14,11 @@ data/prepared/text layout:
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +109,47 @@ def load_tokenizer(root: str | Path):
     return sp
 
 
-def encode_corpus(sp, corpus: Path, out_dir: Path, split: str, dtype: np.dtype) -> int:
-    """Encode the corpus batch by batch straight into tokens-<split>.bin and offsets-<split>.npy
-    (memory-mapped), so memory holds one batch whatever the corpus size."""
-    n_lines = count_lines(corpus)
+def task_train_texts(tasks_dir: Path, tasks: Iterable[str]) -> list[str]:
+    """Every text of every task's train split, task by task in row order (both sides of a pair),
+    unlabelled, less any text that also sits in a valid or test row of any task (a verse paired on
+    both sides): valid and test texts stay out of pretraining, as the prepare stage keeps them out
+    of the corpus."""
+    train: list[str] = []
+    held_out: set[str] = set()
+    for task in tasks:
+        path = tasks_dir / f"{task}.csv"
+        try:
+            with open(path, encoding="utf-8", newline="") as f:
+                for row in csv.DictReader(f):
+                    texts = [text for text in (row["text_a"], row["text_b"]) if text]
+                    if row["split"] == "train":
+                        train += texts
+                    else:
+                        held_out.update(texts)
+        except (OSError, KeyError) as exc:
+            raise D2VError(f"{path}: cannot read the task's train texts ({exc!r}; expected the columns "
+                           "split, text_a, text_b that the prepare stage writes)") from exc
+    return [text for text in train if text not in held_out]
+
+
+def task_text_stream(tasks_dir: Path, tasks: Iterable[str], copies: int, seed: int) -> list[str]:
+    """`copies` passes over the tasks' train texts, each in its own seeded order, for the end of
+    the pretraining stream (task-adaptive pretraining; docs/pipeline.md#text-corpus)."""
+    if copies < 0:
+        raise D2VError(f"data.text.corpus.task_text_copies: {copies}, expected 0 (none) or a positive count")
+    if copies == 0:
+        return []
+    texts = task_train_texts(tasks_dir, tasks)
+    rng = np.random.default_rng(seed)
+    return [texts[i] for _ in range(copies) for i in rng.permutation(len(texts))]
+
+
+def encode_corpus(
+    sp, corpus: Path, out_dir: Path, split: str, dtype: np.dtype, extra_lines: Sequence[str] = ()
+) -> int:
+    """Encode the corpus, then `extra_lines`, batch by batch straight into tokens-<split>.bin and
+    offsets-<split>.npy (memory-mapped), so memory holds one batch whatever the corpus size."""
+    n_lines = count_lines(corpus) + len(extra_lines)
     # Same bytes as np.save of the finished array: numpy writes the same header for both.
     offsets = np.lib.format.open_memmap(out_dir / f"offsets-{split}.npy", mode="w+", dtype=np.int64,
                                         shape=(n_lines + 1,))  # fmt: skip
@@ -117,7 +158,7 @@ def encode_corpus(sp, corpus: Path, out_dir: Path, split: str, dtype: np.dtype) 
     progress = RateProgress(f"tokenize text {split}", n_lines, unit="lines", every=_ENCODE_BATCH * max(1, n_batches // 10))
     done = 0
     with open(out_dir / f"tokens-{split}.bin", "wb") as f:
-        for batch_lines in _batches(corpus_lines(corpus), _ENCODE_BATCH):
+        for batch_lines in _batches(itertools.chain(corpus_lines(corpus), extra_lines), _ENCODE_BATCH):
             batch = sp.encode(batch_lines)
             flat = np.fromiter((t for ids in batch for t in (*ids, EOS_ID)), dtype=dtype)
             f.write(flat.tobytes())
@@ -143,8 +184,14 @@ def _batches(lines: Iterator[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
-def tokenize(interim_dir: str | Path, out_dir: str | Path, vocab_size: int, sentences: int, seed: int) -> dict:
+def tokenize(
+    interim_dir: str | Path, out_dir: str | Path, vocab_size: int, sentences: int, seed: int, task_text_copies: int = 0
+) -> dict:
+    """The tokenizer is trained on the corpus alone; `task_text_copies` shuffled copies of the
+    tasks' train texts (`task_text_stream`) follow the corpus in the train stream only."""
     interim_dir = Path(interim_dir)
+    interim_meta = json.loads((interim_dir / "meta.json").read_text(encoding="utf-8"))
+    task_texts = task_text_stream(interim_dir / "tasks", interim_meta["tasks"], task_text_copies, seed)
     with atomic_dir(out_dir) as staging:
         train_tokenizer(interim_dir / "corpus-train.txt", staging / "spm.model", vocab_size, sentences, seed)
         sp = load_tokenizer(staging)
@@ -152,11 +199,12 @@ def tokenize(interim_dir: str | Path, out_dir: str | Path, vocab_size: int, sent
         pieces = (f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}" for i in range(sp.get_piece_size()))
         (staging / "spm.vocab").write_text("\n".join(pieces) + "\n", encoding="utf-8")
         dtype = token_dtype(sp.get_piece_size())
-        n_tokens = {s: encode_corpus(sp, interim_dir / f"corpus-{s}.txt", staging, s, dtype) for s in ("train", "valid")}
+        extra = {"train": task_texts, "valid": []}
+        n_tokens = {s: encode_corpus(sp, interim_dir / f"corpus-{s}.txt", staging, s, dtype, extra[s]) for s in extra}
         shutil.copytree(interim_dir / "tasks", staging / "tasks")
-        interim_meta = json.loads((interim_dir / "meta.json").read_text(encoding="utf-8"))
         meta = {
             "vocab_size": sp.get_piece_size(), "dtype": dtype.str, "n_tokens": n_tokens,
+            "task_text_lines": len(task_texts),
             "special_ids": {"pad": PAD_ID, "unk": UNK_ID, "bos": BOS_ID, "eos": EOS_ID, "mask": MASK_ID},
             "tasks": interim_meta["tasks"], "source": interim_meta["source"],
         }  # fmt: skip

@@ -104,3 +104,58 @@ def test_streaming_tokenisation_matches_a_whole_file_encode(tmp_path, capfd, mon
     assert tokens[offsets[5] : offsets[6]].tolist() == [*sp.encode(lines[5]), EOS_ID]
     err = capfd.readouterr().err
     assert "[tokenize text train] 200/200 lines (" in err and "ETA" in err and "on 50 of 200 lines" in err
+
+
+def _interim_with_tasks(tmp_path: Path) -> Path:
+    interim = tmp_path / "interim"
+    (interim / "tasks").mkdir(parents=True)
+    lines = [f"corpus line {i} about words {i % 11} and {i % 5}" for i in range(120)]
+    (interim / "corpus-train.txt").write_text("\n".join(lines) + "\n")
+    (interim / "corpus-valid.txt").write_text("\n".join(lines[:4]) + "\n")
+    (interim / "tasks" / "pairs.csv").write_text(
+        "id,split,text_a,text_b,label\n"
+        "1,train,a verse here,the same verse,1\n2,test,a test verse,another test verse,0\n"
+        '3,train,"a verse, with a comma",a neighbour,0\n4,valid,a valid verse,its pair,1\n'
+        "8,train,a neighbour,a test verse,0\n")  # verses paired on both sides: the test one stays out
+    (interim / "tasks" / "single.csv").write_text(
+        "id,split,text_a,text_b,label\n5,train,a review of a film,,1\n6,test,a test review,,0\n7,train,a dull film,,0\n")
+    tasks = {"pairs": {"num_classes": 2, "pair": True}, "single": {"num_classes": 2, "pair": False}}
+    (interim / "meta.json").write_text(json.dumps({"tasks": tasks, "source": "test"}))
+    return interim
+
+
+TRAIN_TEXTS = ["a verse here", "the same verse", "a verse, with a comma", "a neighbour", "a neighbour", "a review of a film",
+               "a dull film"]
+
+
+def test_the_tasks_train_texts_follow_the_corpus_in_shuffled_copies(tmp_path):
+    interim = _interim_with_tasks(tmp_path)
+    plain = tokenize(interim, tmp_path / "plain", 300, 0, 0)
+    meta = tokenize(interim, tmp_path / "adapted", 300, 0, 0, task_text_copies=2)
+    plain_dir, adapted_dir = tmp_path / "plain", tmp_path / "adapted"
+    # The tokenizer learns from the corpus alone; the valid stream is the corpus's.
+    for name in ("spm.model", "tokens-valid.bin", "offsets-valid.npy"):
+        assert (adapted_dir / name).read_bytes() == (plain_dir / name).read_bytes(), name
+    sp = load_tokenizer(adapted_dir)
+    tokens = np.fromfile(adapted_dir / "tokens-train.bin", dtype=meta["dtype"])
+    offsets = np.load(adapted_dir / "offsets-train.npy")
+    assert len(offsets) == 120 + 2 * len(TRAIN_TEXTS) + 1 and offsets[-1] == len(tokens) == meta["n_tokens"]["train"]
+    plain_tokens = np.fromfile(plain_dir / "tokens-train.bin", dtype=meta["dtype"])
+    assert tokens[: len(plain_tokens)].tolist() == plain_tokens.tolist()  # the corpus comes first, unchanged
+    appended = [sp.decode(tokens[offsets[k] : offsets[k + 1] - 1].tolist()) for k in range(120, len(offsets) - 1)]
+    first, second = appended[: len(TRAIN_TEXTS)], appended[len(TRAIN_TEXTS) :]
+    assert sorted(first) == sorted(second) == sorted(TRAIN_TEXTS)  # every train text, no valid or test one
+    assert first != second  # each copy in its own order
+    assert meta["task_text_lines"] == 2 * len(TRAIN_TEXTS) and plain["task_text_lines"] == 0
+    again = tokenize(interim, tmp_path / "again", 300, 0, 0, task_text_copies=2)
+    assert again == meta and (tmp_path / "again" / "tokens-train.bin").read_bytes() == (adapted_dir / "tokens-train.bin").read_bytes()
+
+
+def test_a_negative_copy_count_or_a_task_table_without_its_columns_is_named(tmp_path):
+    interim = _interim_with_tasks(tmp_path)
+    with pytest.raises(D2VError, match=r"data\.text\.corpus\.task_text_copies: -1"):
+        tokenize(interim, tmp_path / "out", 300, 0, 0, task_text_copies=-1)
+    (interim / "tasks" / "single.csv").write_text("id,label\n1,0\n")
+    with pytest.raises(D2VError, match=r"single\.csv: cannot read the task's train texts .*split, text_a, text_b"):
+        tokenize(interim, tmp_path / "out", 300, 0, 0, task_text_copies=1)
+    assert not (tmp_path / "out").exists()  # nothing half-written
