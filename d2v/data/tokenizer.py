@@ -9,7 +9,8 @@ data/prepared/text layout:
                                  the downstream tasks' unlabelled train texts
   offsets-<split>.npy            int64 (n_lines + 1,): line k is tokens[offsets[k]:offsets[k+1]]
   tasks/<task>.csv               copied from the interim directory (raw text; readers encode)
-  meta.json                      vocab_size, dtype, special ids, n_tokens per split, tasks
+  meta.json                      vocab_size, dtype, special ids, n_tokens per split,
+                                 task_text_lines (of tokens-train), tasks
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def task_train_texts(tasks_dir: Path, tasks: Iterable[str]) -> list[str]:
 
 def task_text_stream(tasks_dir: Path, tasks: Iterable[str], copies: int, seed: int) -> list[str]:
     """`copies` passes over the tasks' train texts, each in its own seeded order, for the end of
-    the pretraining stream (task-adaptive pretraining; docs/pipeline.md#text-corpus)."""
+    the pretraining stream (task-adaptive pretraining; docs/pipeline.md#splits)."""
     if copies < 0:
         raise D2VError(f"data.text.corpus.task_text_copies: {copies}, expected 0 (none) or a positive count")
     if copies == 0:
