@@ -31,6 +31,18 @@ def read_csv(path: str | Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def held_out_texts(rows: Iterable[tuple[str, str, str]]) -> set[str]:
+    """(split, text_a, text_b) rows of the text task tables -> every text of a valid or test row.
+    These stay out of pretraining: the corpus, the tokenizer's input and the tasks' train-text stream."""
+    held_out: set[str] = set()
+    for split, text_a, text_b in rows:
+        if split != "train":
+            held_out.add(text_a)
+            if text_b:
+                held_out.add(text_b)
+    return held_out
+
+
 def first_repeat(keyed: Iterable[tuple[str, str]]) -> tuple[str, str, str] | None:
     """The first key seen twice in (key, where) pairs, as (key, where first, where again); None if
     every key is unique. Prepare stages use it for item ids: one id twice would be one manifest row twice."""

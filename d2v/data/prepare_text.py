@@ -21,7 +21,7 @@ import numpy as np
 
 from d2v.data.config import TextConfig
 from d2v.atomic import atomic_dir, atomic_write_json
-from d2v.data.io import assign_split, write_csv
+from d2v.data.io import assign_split, held_out_texts, write_csv
 from d2v.data.sources import text as src
 from d2v.data.sources.corpus import ByteProgress, corpus_files, read_documents, text_digest
 from d2v.data.sources.glue import read_glue_tasks
@@ -44,8 +44,7 @@ def prepare_text(cfg: TextConfig, seed: int, raw_dir: str | Path, out_dir: str |
         tasks, meta = _embedded_tasks(cfg, seed, raw_dir, glosses, kjv)
     else:
         tasks, meta = read_glue_tasks(cfg.glue, seed, Path(raw_dir) / "text" / "glue")
-    held_out = {ex[2] for rows in tasks.values() for ex in rows if ex[1] != "train"}
-    held_out |= {ex[3] for rows in tasks.values() for ex in rows if ex[1] != "train" and ex[3]}
+    held_out = held_out_texts((ex[1], ex[2], ex[3]) for rows in tasks.values() for ex in rows)
     with atomic_dir(out_dir) as staging:
         if embedded_corpus:
             counts = _write_embedded_corpus(staging, cfg, seed, held_out, glosses, kjv)

@@ -15,7 +15,6 @@ data/prepared/text layout:
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 import shutil
@@ -27,6 +26,7 @@ import numpy as np
 from d2v.core.types import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
 from d2v.atomic import atomic_dir, atomic_write_json
 from d2v.data.shards import RateProgress
+from d2v.data.io import held_out_texts, read_csv
 from d2v.progress import Progress
 from d2v.errors import D2VError
 
@@ -112,25 +112,18 @@ def load_tokenizer(root: str | Path):
 
 def task_train_texts(tasks_dir: Path, tasks: Iterable[str]) -> list[str]:
     """Every text of every task's train split, task by task in row order (both sides of a pair),
-    unlabelled, less any text that also sits in a valid or test row of any task (a verse paired on
-    both sides): valid and test texts stay out of pretraining, as the prepare stage keeps them out
-    of the corpus."""
-    train: list[str] = []
-    held_out: set[str] = set()
+    unlabelled, less the held-out ones (`held_out_texts`: a verse paired on both sides), which the
+    prepare stage keeps out of the corpus too."""
+    rows: list[tuple[str, str, str]] = []
     for task in tasks:
         path = tasks_dir / f"{task}.csv"
         try:
-            with open(path, encoding="utf-8", newline="") as f:
-                for row in csv.DictReader(f):
-                    texts = [text for text in (row["text_a"], row["text_b"]) if text]
-                    if row["split"] == "train":
-                        train += texts
-                    else:
-                        held_out.update(texts)
+            rows += [(row["split"], row["text_a"], row["text_b"]) for row in read_csv(path)]
         except (OSError, KeyError) as exc:
             raise D2VError(f"{path}: cannot read the task's train texts ({exc!r}; expected the columns "
                            "split, text_a, text_b that the prepare stage writes)") from exc
-    return [text for text in train if text not in held_out]
+    held_out = held_out_texts(rows)
+    return [text for split, *texts in rows if split == "train" for text in texts if text and text not in held_out]
 
 
 def task_text_stream(tasks_dir: Path, tasks: Iterable[str], copies: int, seed: int) -> list[str]:
