@@ -16,10 +16,10 @@ from torch import Tensor, nn
 
 Batch = Mapping[str, Tensor]
 
-# Sentencepiece ids fixed by the tokenizer stage (d2v/data): text models rely on them.
-PAD_ID, UNK_ID, BOS_ID, EOS_ID, MASK_ID = 0, 1, 2, 3, 4
-
-from d2v.audio import SPEECH_SAMPLE_RATE  # noqa: E402,F401  (re-exported: models and eval read it here)
+# Re-exported: models and evaluation read the token ids and the sample rate here; each is defined
+# in a torch-free module so that data stages can import it without torch.
+from d2v.audio import SPEECH_SAMPLE_RATE  # noqa: E402,F401
+from d2v.token_ids import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID  # noqa: E402,F401
 
 
 @dataclass

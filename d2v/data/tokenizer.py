@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from d2v.core.types import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
 from d2v.atomic import atomic_dir, atomic_write_json
 from d2v.data.shards import RateProgress
 from d2v.data.io import held_out_texts, read_csv
 from d2v.progress import Progress
+from d2v.token_ids import BOS_ID, EOS_ID, MASK_ID, PAD_ID, UNK_ID
 from d2v.errors import D2VError
 
 MASK_PIECE = "<mask>"

@@ -14,7 +14,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from d2v.eval.baseline import BaselineRecord
+from d2v.eval.record import BaselineRecord
 
 HEADLINE_FIELDS = (
     "pretrained",

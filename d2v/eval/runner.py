@@ -18,16 +18,7 @@ from torch.utils.data import Dataset, default_collate
 from d2v.core.types import Batch, FeatureEncoder
 from d2v.errors import D2VError
 from d2v.eval.augment import ImageAugment
-from d2v.eval.baseline import (
-    BaselineRecord,
-    Comparison,
-    compare_with_random_init,
-    make_record,
-    paired_interval,
-    with_input_baseline,
-    write_confusion_csv,
-    write_eval_metrics,
-)
+from d2v.eval.baseline import Comparison, compare_with_random_init, make_record, paired_interval, with_input_baseline
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.ctc import ctc_finetune
 from d2v.eval.data import Collate, EvalResult, get_split
@@ -37,6 +28,7 @@ from d2v.eval.input_features import BagOfNgrams, LogMelFrames, RawPixels
 from d2v.eval.linear_probe import linear_probe
 from d2v.layout import confusion_name
 from d2v.eval.metrics import NOT_AVERAGED, glue_average, glue_task_key, glue_task_kind, glue_task_metrics
+from d2v.eval.record import BaselineRecord, write_confusion_csv, write_eval_metrics
 from d2v.eval.significance import (
     PairedTestSet,
     SubsetScore,

@@ -21,7 +21,7 @@ from d2v.atomic import atomic_write_json
 from d2v.errors import D2VError
 
 if TYPE_CHECKING:  # kept torch-free: the CLI checks --seeds before loading any model code
-    from d2v.eval.baseline import BaselineRecord
+    from d2v.eval.record import BaselineRecord
 
 
 def parse_seeds(text: str) -> list[int]:

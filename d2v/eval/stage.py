@@ -16,7 +16,7 @@ from d2v.config import ModelChoice
 from d2v.core.types import FeatureEncoder
 from d2v.data.datasets import ImageCollate, ImageDataset, SpeechCollate, SpeechDataset, TextCollate, TextTaskDataset
 from d2v.errors import D2VError
-from d2v.eval.baseline import BaselineRecord
+from d2v.eval.record import BaselineRecord
 from d2v.eval.config import ImageEvalConfig, SpeechEvalConfig, TextEvalConfig
 from d2v.eval.device import CPU_FP32, EvalRuntime, log_line
 from d2v.eval.input_features import LogMelFrames

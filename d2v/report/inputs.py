@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from d2v.eval.baseline import BaselineRecord
+from d2v.eval.record import BaselineRecord
 from d2v.layout import data_docs_dir
 from d2v.layout import EVAL_METRICS_DIR, LIVE_PLOTS_SUBDIR, LIVE_SUMMARY_NAME, MODALITIES, PRETRAIN_METRICS_DIR, confusion_name
 from d2v.errors import D2VError
 
-# Keys every evaluation record must carry (d2v.eval.baseline.BaselineRecord).
+# Keys every evaluation record must carry (d2v.eval.record.BaselineRecord).
 RECORD_KEYS = ("task", "metric", "higher_is_better", "pretrained", "random_init", "delta", "n_train", "n_test",
                "wall_time_s")
 

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ from d2v.core.types import BOS_ID, EOS_ID, MASK_ID, PAD_ID
 from d2v.data.datasets import SpeechCollate, TextBlockDataset, TextCollate
 from d2v.data.prepare_text import _dedupe
 from d2v.data.sources.speech import read_audio
-from d2v.data.sources.text import parse_kjv, parse_web
+from d2v.data.sources.text import parse_kjv, parse_web, read_kjv, read_web
 from d2v.data.tokenizer import load_tokenizer, tokenize
 from d2v.errors import D2VError
 
@@ -43,6 +45,17 @@ def test_tokenizer_has_fixed_special_ids(text_root):
     assert sp.decode(sp.encode("quick brown fox")) == "quick brown fox"
 
 
+def test_tokenizing_does_not_import_torch(text_interim, text_root, tmp_path):
+    """The tokenize stage's code runs with torch made unimportable (it needs only the special ids),
+    so the stage does not pay torch's start-up, and writes the same files."""
+    out = tmp_path / "prepared"
+    blocked = ("import sys; from pathlib import Path; sys.modules['torch'] = None; from d2v.cli.commands import data; "
+               "from d2v.data.tokenizer import tokenize; tokenize(Path(sys.argv[1]), Path(sys.argv[2]), 400, 0, 0)")
+    done = subprocess.run([sys.executable, "-c", blocked, str(text_interim), str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (out / "tokens-train.bin").read_bytes() == (text_root / "tokens-train.bin").read_bytes()
+
+
 def test_tokenize_twice_gives_identical_files(text_interim, text_root, tmp_path):
     # The staging directory has a random name: none of it may reach the files (DVC hashes them).
     again = tmp_path / "text"
@@ -68,6 +81,18 @@ def test_bible_parsers_align_verses():
     assert kjv[("1 Samuel", 3, 1)] == "And the child Samuel ministered."
     assert web[("1 Samuel", 3, 2)] == "At that time, when Eli was laid down."
     assert ("Revelation", 1, 1) in web and set(kjv) & set(web) == {("1 Samuel", 3, 1), ("1 Samuel", 3, 2)}
+
+
+def test_web_read_in_two_halves_parses_as_the_whole_range():
+    """The two concurrent diatheke ranges give every verse the KJV also has (the ones the paraphrase
+    task can pair) exactly as one dump of the whole Bible does; real Debian packages, no fixture."""
+    whole = parse_web(subprocess.run(["diatheke", "-b", "engWEB2015eb", "-f", "plain", "-k", "Gen 1:1-Rev 22:21"],
+                                     capture_output=True, check=True).stdout.decode("utf-8", errors="replace"))
+    halves, kjv = read_web(), read_kjv()
+    pairable = set(kjv) & set(whole)
+    assert len(pairable) > 30_000 and set(kjv) & set(halves) == pairable
+    assert [halves[key] for key in sorted(pairable)] == [whole[key] for key in sorted(pairable)]
+    assert halves[("Psalms", 150, 6)] == whole[("Psalms", 150, 6)] and ("Proverbs", 1, 1) in halves  # the seam
 
 
 def test_duplicate_texts_are_dropped():

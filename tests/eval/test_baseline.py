@@ -9,18 +9,11 @@ import pytest
 import torch
 
 from d2v.errors import D2VError
-from d2v.eval.baseline import (
-    BaselineRecord,
-    compare_with_random_init,
-    make_record,
-    paired_interval,
-    with_input_baseline,
-    write_confusion_csv,
-    write_eval_metrics,
-)
+from d2v.eval.baseline import compare_with_random_init, make_record, paired_interval, with_input_baseline
 from d2v.eval.config import LinearProbeConfig
 from d2v.eval.data import EvalResult
 from d2v.eval.linear_probe import linear_probe
+from d2v.eval.record import BaselineRecord, write_confusion_csv, write_eval_metrics
 from d2v.eval.significance import accuracy_scorer
 
 from eval_standins import PatchEmbed, StandInEncoder

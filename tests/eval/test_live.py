@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from d2v.eval.baseline import BaselineRecord
+from d2v.eval.record import BaselineRecord
 from d2v.eval.live import headline_metrics, log_eval_metrics
 
 PROBE = BaselineRecord("linear_probe", "top1", True, 0.79, 0.69, 0.10, 3000, 1000, 22.0, 0.07, 0.12,

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from d2v.errors import D2VError
-from d2v.eval.baseline import BaselineRecord
+from d2v.eval.record import BaselineRecord
 from d2v.eval.seeds import parse_seeds, seed_spread, write_seed_spread
 
 

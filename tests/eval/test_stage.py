@@ -11,7 +11,7 @@ import torch
 
 from d2v.config import ModelChoice
 from d2v.data.datasets import SpeechCollate, normalize_utterance
-from d2v.eval.baseline import BaselineRecord
+from d2v.eval.record import BaselineRecord
 from d2v.eval.ctc import FrozenFeatureSplit, with_transcripts
 from d2v.eval.stage import speech_splits, write_task_table
 from d2v.models import build_model, model_spec

@@ -3,7 +3,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from d2v.eval.baseline import BaselineRecord, write_eval_metrics
+from d2v.eval.record import BaselineRecord, write_eval_metrics
 from d2v.layout import Layout
 from d2v.train.metrics import write_summary
 from pipelines.demo_summary import headline_rows, health_rows, output_files

@@ -13,7 +13,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from d2v.eval.baseline import BaselineRecord, write_confusion_csv, write_eval_metrics
+from d2v.eval.record import BaselineRecord, write_confusion_csv, write_eval_metrics
 from d2v.train.metrics import PretrainLog
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

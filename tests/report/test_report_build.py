@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import subprocess
+import sys
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
@@ -216,3 +217,14 @@ def test_cli_prints_where_the_report_is(tree: Tree, monkeypatch: pytest.MonkeyPa
     (tree.root / "metrics" / "eval" / "image.json").write_text("{truncated", encoding="utf-8")
     assert main(["report", "--params", "params.yaml", "--out", "out"]) == 2
     assert "metrics/eval/image.json: not valid JSON" in capsys.readouterr().err
+
+
+def test_the_report_stage_runs_without_torch(tree: Tree) -> None:
+    """`d2v report` reads records and draws figures only: with torch made unimportable it still
+    writes the report, so the stage does not pay torch's start-up (1.3-6 s a process)."""
+    blocked = "import sys; sys.modules['torch'] = None; from d2v.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", blocked, "report", "--params", "params.yaml", "--out", "out"],
+                          cwd=tree.root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tree.root / "out" / "benchmark.html").is_file()
+

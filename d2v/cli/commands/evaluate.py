@@ -12,7 +12,7 @@ from d2v.layout import CHECKPOINT_NAME, EVAL_METRICS_DIR, MODALITIES, MODELS_DIR
 from d2v.eval.seeds import parse_seeds, seed_spread, write_seed_spread
 
 if TYPE_CHECKING:  # torch is imported only when the command runs
-    from d2v.eval.baseline import BaselineRecord
+    from d2v.eval.record import BaselineRecord
 
 Evaluate = Callable[[Any, Path], "list[BaselineRecord]"]
 
