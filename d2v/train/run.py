@@ -119,7 +119,9 @@ def _image_data(data_root: Path, model: Data2Vec) -> PretrainData:
 
 
 def _augment_hwc(image: np.ndarray, augment: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
-    chw = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)  # (C, H, W) uint8
+    # A C-ordered copy: the shard's pixels are a read-only view, which torch warns about (the demo's
+    # only warning); one 28 x 28 image is 784 bytes to copy.
+    chw = torch.from_numpy(np.array(image, order="C")).permute(2, 0, 1)  # (C, H, W) uint8
     return augment(chw).permute(1, 2, 0).numpy()
 
 

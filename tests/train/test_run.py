@@ -1,7 +1,8 @@
-"""Speech pretraining data as the pretrain@speech stage builds it (d2v.train.run), through the loop."""
+"""Pretraining data as the pretrain stages build it (d2v.train.run): speech crops through the loop, image pixels."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from d2v.train.checkpoint import load_checkpoint
 from d2v.train.config import SpeechTrainConfig
 from d2v.train.distributed import DistEnv
 from d2v.train.loop import RunPaths, pretrain
-from d2v.train.run import pretraining_data
+from d2v.train.run import _augment_hwc, pretraining_data
 
 from speech_prepared import write_prepared_speech
 
@@ -106,3 +107,16 @@ def test_resumed_run_reads_the_same_crops_and_ends_with_the_same_weights(tmp_pat
     assert len({tuple(t.flatten().tolist()) for t in straight.seen}) == 16  # epochs do not repeat batches
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_image_augmentation_reads_read_only_shard_pixels_without_a_warning() -> None:
+    """Shard pixels arrive as read-only views; the augmentation hands torch a copy. torch warns once
+    per process, so the copy itself is what is checked: an augmentation that returns its input
+    would otherwise give back a view of the shard."""
+    pixels = np.arange(28 * 28, dtype=np.uint8).reshape(28, 28, 1)
+    pixels.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's "not writable" UserWarning, when it is the first
+        out = _augment_hwc(pixels, lambda chw: chw)
+    assert np.array_equal(out, pixels) and not np.shares_memory(out, pixels)
+
