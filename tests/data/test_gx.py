@@ -38,7 +38,9 @@ def test_load_suite_fills_parameters_and_names_a_missing_one() -> None:
         load_suite("text.labels", {})
 
 
-def test_checkpoint_reports_a_failed_expectation_and_builds_data_docs(tmp_path: Path) -> None:
+def test_checkpoint_reports_a_failed_expectation_and_builds_data_docs(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     table = tmp_path / "tasks" / "toy.csv"
     table.parent.mkdir()
     table.write_text("id,split,text_a,text_b,label\na,train,x,,0\na,valid,y,,1\nc,test,z,,7\n")
@@ -55,6 +57,7 @@ def test_checkpoint_reports_a_failed_expectation_and_builds_data_docs(tmp_path: 
     index = (tmp_path / "docs" / "index.html").read_text(encoding="utf-8")
     assert "text.task.toy" in index and "text.labels.toy" in index
     assert list((tmp_path / "docs" / "validations").rglob("*.html"))
+    assert "Calculating Metrics" not in capfd.readouterr().err  # no GX progress bars in stage logs
 
 
 def test_two_checks_with_one_name_are_refused(tmp_path: Path) -> None:
