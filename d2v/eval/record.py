@@ -160,7 +160,6 @@ def inconclusive_reason(
     return None
 
 
-
 def write_eval_metrics(path: str | Path, records: Sequence[BaselineRecord]) -> Path:
     """`metrics/eval/<modality>.json`: {task: record}; the first task is the modality's main task."""
     if not records:
