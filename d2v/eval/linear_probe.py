@@ -80,14 +80,21 @@ def train_linear_classifiers(
     generator = torch.Generator().manual_seed(seed)
     per_step: list[Tensor] = []  # (H,) per update; read once at the end, not a device sync per step
     for _ in range(cfg.epochs):
-        order = torch.randperm(n, generator=generator) if batch_size < n else torch.arange(n)
-        order = order.to(features.device)  # drawn on the CPU: the same order on every device
+        order = torch.randperm(n, generator=generator) if batch_size < n else None
+        if order is not None:
+            order = order.to(features.device)  # drawn on the CPU: the same order on every device
         for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
+            if order is None:
+                # Full batch: the features as they are. Indexing with arange(n) would copy the whole
+                # matrix every update (784 raw pixels: 1.6 ms of a 10 ms update) for the same values.
+                batch_x, batch_y = features, labels
+            else:
+                index = order[start : start + batch_size]
+                batch_x, batch_y = features[index], labels[index]
             weight = torch.cat([head.weight for head in heads])  # (H*C, D)
             bias = torch.cat([head.bias for head in heads])
-            logits = F.linear(features[index], weight, bias).view(len(index), len(heads), num_classes)  # (B, H, C)
-            targets = labels[index].unsqueeze(1).expand(-1, len(heads))  # (B, H)
+            logits = F.linear(batch_x, weight, bias).view(len(batch_x), len(heads), num_classes)  # (B, H, C)
+            targets = batch_y.unsqueeze(1).expand(-1, len(heads))  # (B, H)
             per_head = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none").mean(dim=0)  # (H,)
             optimizer.zero_grad(set_to_none=True)
             per_head.sum().backward()  # the heads share no parameter: each gets its own gradient
