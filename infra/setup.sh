@@ -46,7 +46,22 @@ install_venv() {
     log "creating $VENV and installing d2v from constraints.txt (first time: a few minutes)"
     [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade "pip==26.3"
-    "$VENV/bin/python" -m pip install --quiet --constraint constraints.txt --editable ".[dev]"
+    # PyPI downloads on CI machines are sometimes cut off mid-file (seen: a 46 MB wheel stopped at
+    # 23 MB six times running). pip resumes within one attempt; a fresh attempt reconnects. Wheels
+    # already installed are kept, so a retry only fetches what is still missing.
+    local attempt
+    for attempt in 1 2 3; do
+        if "$VENV/bin/python" -m pip install --quiet --resume-retries 10 \
+            --constraint constraints.txt --editable ".[dev]"; then
+            break
+        fi
+        if [[ $attempt -eq 3 ]]; then
+            echo "[setup] pip install failed 3 times; see the messages above" >&2
+            exit 1
+        fi
+        log "pip install failed (attempt $attempt of 3); retrying in 10 s"
+        sleep 10
+    done
     rm -f "$VENV"/.d2v-setup-*
     touch "$stamp"
     log "environment ready ($VENV)"
