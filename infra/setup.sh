@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 APT_LIST=infra/apt-packages.txt
+PIP_ATTEMPTS=${D2V_PIP_ATTEMPTS:-3}
+PIP_RETRY_DELAY_S=${D2V_PIP_RETRY_DELAY_S:-10}
 
 log() { printf '[setup] %s\n' "$*"; }
 
@@ -47,20 +49,20 @@ install_venv() {
     [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade "pip==26.3"
     # PyPI downloads on CI machines are sometimes cut off mid-file (seen: a 46 MB wheel stopped at
-    # 23 MB six times running). pip resumes within one attempt; a fresh attempt reconnects. Wheels
-    # already installed are kept, so a retry only fetches what is still missing.
+    # 23 MB six times running). pip resumes within one attempt; a fresh attempt reconnects, and
+    # what earlier attempts finished downloading comes from pip's cache.
     local attempt
-    for attempt in 1 2 3; do
+    for ((attempt = 1; attempt <= PIP_ATTEMPTS; attempt++)); do
         if "$VENV/bin/python" -m pip install --quiet --resume-retries 10 \
             --constraint constraints.txt --editable ".[dev]"; then
             break
         fi
-        if [[ $attempt -eq 3 ]]; then
-            echo "[setup] pip install failed 3 times; see the messages above" >&2
+        if ((attempt == PIP_ATTEMPTS)); then
+            echo "[setup] pip install failed $PIP_ATTEMPTS times; see pip's messages above" >&2
             exit 1
         fi
-        log "pip install failed (attempt $attempt of 3); retrying in 10 s"
-        sleep 10
+        log "pip install failed (attempt $attempt of $PIP_ATTEMPTS); retrying in ${PIP_RETRY_DELAY_S} s"
+        sleep "$PIP_RETRY_DELAY_S"
     done
     rm -f "$VENV"/.d2v-setup-*
     touch "$stamp"
