@@ -8,10 +8,33 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3.11}
 VENV=${VENV:-.venv}
 APT_LIST=infra/apt-packages.txt
-PIP_ATTEMPTS=${D2V_PIP_ATTEMPTS:-3}
-PIP_RETRY_DELAY_S=${D2V_PIP_RETRY_DELAY_S:-10}
+# Downloads from PyPI and Debian's mirrors are sometimes cut off mid-file (seen in CI: a 46 MB
+# wheel stopped at 23 MB six times running). A failed install is tried again from the start: what an
+# earlier attempt finished downloading comes from pip's or apt's cache.
+ATTEMPTS=${D2V_SETUP_ATTEMPTS:-3}
+RETRY_DELAY_S=${D2V_SETUP_RETRY_DELAY_S:-10}
+if [[ ! "$ATTEMPTS" =~ ^[1-9][0-9]*$ || ! "$RETRY_DELAY_S" =~ ^[0-9]+$ ]]; then
+    echo "[setup] D2V_SETUP_ATTEMPTS must be a whole number >= 1 and D2V_SETUP_RETRY_DELAY_S one >= 0" \
+        "(got '$ATTEMPTS' and '$RETRY_DELAY_S')" >&2
+    exit 1
+fi
 
 log() { printf '[setup] %s\n' "$*"; }
+
+# retry WHAT COMMAND...: run COMMAND until it succeeds, at most ATTEMPTS times; exit 1 after that.
+retry() {
+    local what=$1 attempt
+    shift
+    for ((attempt = 1; attempt <= ATTEMPTS; attempt++)); do
+        "$@" && return 0
+        if ((attempt == ATTEMPTS)); then
+            echo "[setup] $what failed $ATTEMPTS times; see its messages above" >&2
+            exit 1
+        fi
+        log "$what failed (attempt $attempt of $ATTEMPTS); retrying in ${RETRY_DELAY_S} s"
+        sleep "$RETRY_DELAY_S"
+    done
+}
 
 install_apt_packages() {
     local missing=()
@@ -25,10 +48,10 @@ install_apt_packages() {
     local cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}"
     if [[ $(id -u) -eq 0 ]]; then
         log "installing Debian packages: ${missing[*]}"
-        bash -c "$cmd"
+        retry "apt-get install" bash -c "$cmd"
     elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
         log "installing Debian packages with sudo: ${missing[*]}"
-        sudo bash -c "$cmd"
+        retry "apt-get install" sudo bash -c "$cmd"
     else
         echo "[setup] missing Debian packages: ${missing[*]}" >&2
         echo "[setup] run as root, then re-run make:  $cmd" >&2
@@ -48,22 +71,9 @@ install_venv() {
     log "creating $VENV and installing d2v from constraints.txt (first time: a few minutes)"
     [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --upgrade "pip==26.3"
-    # PyPI downloads on CI machines are sometimes cut off mid-file (seen: a 46 MB wheel stopped at
-    # 23 MB six times running). pip resumes within one attempt; a fresh attempt reconnects, and
-    # what earlier attempts finished downloading comes from pip's cache.
-    local attempt
-    for ((attempt = 1; attempt <= PIP_ATTEMPTS; attempt++)); do
-        if "$VENV/bin/python" -m pip install --quiet --resume-retries 10 \
-            --constraint constraints.txt --editable ".[dev]"; then
-            break
-        fi
-        if ((attempt == PIP_ATTEMPTS)); then
-            echo "[setup] pip install failed $PIP_ATTEMPTS times; see pip's messages above" >&2
-            exit 1
-        fi
-        log "pip install failed (attempt $attempt of $PIP_ATTEMPTS); retrying in ${PIP_RETRY_DELAY_S} s"
-        sleep "$PIP_RETRY_DELAY_S"
-    done
+    # --resume-retries: within one attempt, pip resumes a cut-off download this many times.
+    retry "pip install" "$VENV/bin/python" -m pip install --quiet --resume-retries 10 \
+        --constraint constraints.txt --editable ".[dev]"
     rm -f "$VENV"/.d2v-setup-*
     touch "$stamp"
     log "environment ready ($VENV)"
