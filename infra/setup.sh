@@ -70,7 +70,7 @@ install_venv() {
     [[ -f "$stamp" ]] && return 0
     log "creating $VENV and installing d2v from constraints.txt (first time: a few minutes)"
     [[ -x "$VENV/bin/python" ]] || "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --upgrade "pip==26.3"
+    retry "pip upgrade" "$VENV/bin/python" -m pip install --quiet --upgrade "pip==26.3"
     # --resume-retries: within one attempt, pip resumes a cut-off download this many times.
     retry "pip install" "$VENV/bin/python" -m pip install --quiet --resume-retries 10 \
         --constraint constraints.txt --editable ".[dev]"
